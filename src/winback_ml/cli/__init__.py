@@ -25,7 +25,8 @@ app = typer.Typer(
 
 # Stage modules, in pipeline order. A module that does not exist yet is skipped.
 _STAGE_MODULES = (
-    "data",  # make-world, validate, demo, store
+    "data",  # validate, demo, store
+    "world",  # make-world
     "intake",  # intake ...
     "campaigns",  # campaigns evaluate
     "score",  # score
