@@ -1,0 +1,9 @@
+"""Customer value: LTV of a returning customer and the sBG cohort model.
+
+* :mod:`winback_ml.ltv.sbg`: shifted-beta-geometric cohort retention, DERL.
+* :mod:`winback_ml.ltv.ltv`: LTV of a returning customer as a function of the offer.
+"""
+
+from winback_ml.ltv.sbg import FADER_HARDIE_2007, ShiftedBetaGeometricModel, sbg_derl, sbg_survival
+
+__all__ = ["FADER_HARDIE_2007", "ShiftedBetaGeometricModel", "sbg_derl", "sbg_survival"]
