@@ -25,5 +25,7 @@ def _isolated_mlflow(tmp_path_factory):
 @pytest.fixture(scope="session")
 def hillstrom_path() -> Path:
     if not HILLSTROM.exists():
-        pytest.skip(f"Hillstrom data not found at {HILLSTROM} (it lives in ../shared/data/, never in git)")
+        pytest.skip(
+            f"Hillstrom data not found at {HILLSTROM} (it lives in ../shared/data/, never in git)"
+        )
     return HILLSTROM

@@ -156,13 +156,17 @@ def load_config(source: str | Path | dict[str, Any] | None = None) -> BusinessCo
     else:
         p = Path(source)
         if not p.exists():
-            raise ConfigError(f"The config file {str(p)!r} does not exist. Pass an existing YAML file or omit --config.")
+            raise ConfigError(
+                f"The config file {str(p)!r} does not exist. Pass an existing YAML file or omit --config."
+            )
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"The config file {str(p)!r} is not valid YAML: {e}") from e
         if not isinstance(loaded, dict):
-            raise ConfigError(f"The config file {str(p)!r} must hold a mapping of keys. Got {type(loaded).__name__}.")
+            raise ConfigError(
+                f"The config file {str(p)!r} must hold a mapping of keys. Got {type(loaded).__name__}."
+            )
         raw = loaded
     merged = copy.deepcopy(DEFAULT_CONFIG)
     extra = {k: v for k, v in raw.items() if k not in DEFAULT_CONFIG}
@@ -175,27 +179,41 @@ def load_config(source: str | Path | dict[str, Any] | None = None) -> BusinessCo
 
     margin = _check_number("margin", merged["margin"], 0.0, 1.0)
     horizon = int(_check_number("ltv_horizon_months", merged["ltv_horizon_months"], 1, 240))
-    window = int(_check_number("attribution_window_days", merged["attribution_window_days"], 1, 365))
+    window = int(
+        _check_number("attribution_window_days", merged["attribution_window_days"], 1, 365)
+    )
     lapsed = int(_check_number("lapsed_window_days", merged["lapsed_window_days"], 1, 3650))
     rate = _check_number("annual_discount_rate", merged["annual_discount_rate"], 0.0, 1.0)
     cc = merged["contact_cost"]
     if not isinstance(cc, dict):
-        raise ConfigError(f"The config key 'contact_cost' must map channel to cost. Got {cc!r} instead.")
+        raise ConfigError(
+            f"The config key 'contact_cost' must map channel to cost. Got {cc!r} instead."
+        )
     for ch, cost in cc.items():
         if ch not in CHANNELS:
-            raise ConfigError(f"The config key 'contact_cost' has unknown channel {ch!r}. Use one of {list(CHANNELS)}.")
+            raise ConfigError(
+                f"The config key 'contact_cost' has unknown channel {ch!r}. Use one of {list(CHANNELS)}."
+            )
         _check_number(f"contact_cost.{ch}", cost, 0.0)
     channels = merged["channels"]
     if not isinstance(channels, list) or not channels:
-        raise ConfigError(f"The config key 'channels' must be a non-empty list. Got {channels!r} instead.")
+        raise ConfigError(
+            f"The config key 'channels' must be a non-empty list. Got {channels!r} instead."
+        )
     for ch in channels:
         if ch not in CHANNELS:
-            raise ConfigError(f"The config key 'channels' has unknown channel {ch!r}. Use one of {list(CHANNELS)}.")
+            raise ConfigError(
+                f"The config key 'channels' has unknown channel {ch!r}. Use one of {list(CHANNELS)}."
+            )
         if ch not in cc:
-            raise ConfigError(f"Channel {ch!r} is enabled but has no 'contact_cost'. Add contact_cost.{ch}.")
+            raise ConfigError(
+                f"Channel {ch!r} is enabled but has no 'contact_cost'. Add contact_cost.{ch}."
+            )
     offers = merged["offers"]
     if not isinstance(offers, list) or not offers:
-        raise ConfigError(f"The config key 'offers' must be a non-empty list. Got {offers!r} instead.")
+        raise ConfigError(
+            f"The config key 'offers' must be a non-empty list. Got {offers!r} instead."
+        )
     for i, spec in enumerate(offers):
         if not isinstance(spec, dict) or spec.get("offer_type") not in OFFER_TYPES:
             raise ConfigError(
@@ -206,7 +224,9 @@ def load_config(source: str | Path | dict[str, Any] | None = None) -> BusinessCo
         for m in _as_list(spec.get("discount_months", 0)):
             _check_number(f"offers[{i}].discount_months", m, 0, 120)
         if spec["offer_type"] == "discount" and 0 in _as_list(spec.get("discount_pct", 0)):
-            raise ConfigError(f"offers[{i}] is a discount with discount_pct 0. Give a depth above 0 or use offer_type 'none'.")
+            raise ConfigError(
+                f"offers[{i}] is a discount with discount_pct 0. Give a depth above 0 or use offer_type 'none'."
+            )
     budget = merged["budget"]
     if budget is not None:
         budget = _check_number("budget", budget, 0.0)
