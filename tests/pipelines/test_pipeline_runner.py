@@ -1,0 +1,275 @@
+"""The Papermill runner: parameter checks before anything runs, failure path, manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from winback_ml.exceptions import ConfigError, DataContractError, PipelineError, PipelineStepError
+from winback_ml.pipelines import load_pipeline, notebook_parameters, plan_run, run_pipeline
+from winback_ml.pipelines.context import check_as_of, resolve_data_source
+from winback_ml.pipelines.runner import execute_plan, redact
+from winback_ml.pipelines.spec import coerce_parameter, parse_cli_parameters
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def events_folder(tmp_path: Path) -> Path:
+    """A data folder whose events run from 2025-01-03 to 2025-06-29 14:00."""
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "events.csv").write_text(
+        "event_id,occurred_at\ne1,2025-01-03T09:00:00\ne2,2025-06-29T14:00:00\n"
+    )
+    return d
+
+
+def _pipeline(tmp_path: Path, body: str) -> Path:
+    for nb in FIX.glob("*.ipynb"):
+        shutil.copy(nb, tmp_path / nb.name)
+    p = tmp_path / "pl.yaml"
+    p.write_text(body)
+    return p
+
+
+def test_notebook_parameters_reads_types_defaults_and_help() -> None:
+    params = notebook_parameters(FIX / "ok_step.ipynb")
+    assert list(params) == ["data", "as_of", "output_dir", "run_id", "times"]
+    t = params["times"]
+    assert (t.type_name, t.default, t.help) == ("int", 2, "how often to greet")
+    assert t.accepts(3) and not t.accepts("3") and not t.accepts(True)
+    assert params["data"].default == "sample"
+
+
+def test_notebook_without_parameters_cell_is_refused() -> None:
+    with pytest.raises(PipelineError, match="no cell tagged 'parameters'"):
+        notebook_parameters(FIX / "no_params.ipynb")
+
+
+def test_non_literal_parameter_is_refused(tmp_path: Path) -> None:
+    nb = json.loads((FIX / "ok_step.ipynb").read_text())
+    nb["cells"][1]["source"] = "import os\nx: int = 1  # ok\n"
+    p = tmp_path / "bad.ipynb"
+    p.write_text(json.dumps(nb))
+    with pytest.raises(PipelineError, match="not a simple assignment"):
+        notebook_parameters(p)
+    nb["cells"][1]["source"] = "x: int = len('ab')  # computed\n"
+    p.write_text(json.dumps(nb))
+    with pytest.raises(PipelineError, match="not a literal"):
+        notebook_parameters(p)
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("steps: []\n", "name"),
+        ("name: x\n", "non-empty list of 'steps'"),
+        (
+            "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb}\n"
+            " - {name: a, notebook: ok_step.ipynb}\n",
+            "two steps are called 'a'",
+        ),
+        (
+            "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb, depends_on: [zz]}\n",
+            "depends on 'zz', which is not a step",
+        ),
+        (
+            "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb, depends_on: [b]}\n"
+            " - {name: b, notebook: ok_step.ipynb, depends_on: [a]}\n",
+            "circle",
+        ),
+        (
+            "name: x\nschedule: daily\nsteps:\n - {name: a, notebook: ok_step.ipynb}\n",
+            "unknown keys",
+        ),
+    ],
+)
+def test_pipeline_schema_errors(tmp_path: Path, body: str, match: str) -> None:
+    with pytest.raises(PipelineError, match=match):
+        load_pipeline(_pipeline(tmp_path, body))
+
+
+def test_steps_are_run_in_dependency_order(tmp_path: Path) -> None:
+    p = _pipeline(
+        tmp_path,
+        "name: x\nsteps:\n - {name: late, notebook: ok_step.ipynb, depends_on: [early]}\n"
+        " - {name: early, notebook: ok_step.ipynb}\n",
+    )
+    assert [s.name for s in load_pipeline(p).steps] == ["early", "late"]
+
+
+def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, events_folder: Path) -> None:
+    p = _pipeline(
+        tmp_path,
+        "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb}\n"
+        " - {name: gone, notebook: missing.ipynb}\n",
+    )
+    runs = tmp_path / "runs"
+    with pytest.raises(PipelineError) as ei:
+        plan_run(p, {"nope": "1", "a.times": "x"}, runs_dir=runs)
+    msg = str(ei.value)
+    assert "nothing ran" in msg
+    assert "missing.ipynb" in msg and "does not exist" in msg
+    assert "'times' must be int" in msg
+    assert not runs.exists()
+
+    p2 = _pipeline(tmp_path, "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb}\n")
+    with pytest.raises(PipelineError, match="unknown parameter 'nope'.*Known parameters"):
+        plan_run(p2, {"nope": "1", "data": str(events_folder)}, runs_dir=runs)
+    with pytest.raises(PipelineError, match="does not exist"):
+        plan_run(p2, {"data": str(tmp_path / "no_such_folder")}, runs_dir=runs)
+    with pytest.raises(PipelineError, match="in the future of the data.*as_of=2025-06-30"):
+        plan_run(p2, {"data": str(events_folder), "as_of": "2025-07-04"}, runs_dir=runs)
+    with pytest.raises(PipelineError, match="must be an ISO date"):
+        plan_run(p2, {"data": str(events_folder), "as_of": "last tuesday"}, runs_dir=runs)
+    with pytest.raises(PipelineError, match="set by the runner"):
+        plan_run(p2, {"data": str(events_folder), "output_dir": "/tmp"}, runs_dir=runs)
+    assert not runs.exists()
+
+
+def test_as_of_defaults_to_midnight_after_last_event(events_folder: Path) -> None:
+    assert check_as_of("", str(events_folder)) == "2025-06-30"
+    assert check_as_of("2025-06-30", str(events_folder)) == "2025-06-30"
+    assert check_as_of("2025-03-01T12:00:00", str(events_folder)) == "2025-03-01T12:00:00"
+    with pytest.raises(ConfigError, match="before the data's first event"):
+        check_as_of("2024-12-01", str(events_folder))
+    with pytest.raises(DataContractError, match="no events.csv"):
+        check_as_of("", str(events_folder.parent))
+
+
+def test_resolve_data_source_refuses_missing_sqlite(tmp_path: Path) -> None:
+    with pytest.raises(DataContractError, match="does not exist"):
+        resolve_data_source(f"sqlite:///{tmp_path}/nope.db")
+
+
+def test_plan_passes_typed_parameters(tmp_path: Path, events_folder: Path) -> None:
+    p = _pipeline(
+        tmp_path,
+        "name: x\nparameters: {times: 4}\nsteps:\n - {name: a, notebook: ok_step.ipynb}\n"
+        " - {name: b, notebook: broken_step.ipynb}\n",
+    )
+    plan = plan_run(
+        p,
+        {"data": str(events_folder)},
+        runs_dir=tmp_path / "runs",
+        run_id="r",
+    )
+    a = plan.step_parameters["a"]
+    assert a["times"] == 4 and a["as_of"] == "2025-06-30" and a["data"] == str(events_folder)
+    assert a["output_dir"] == str(tmp_path / "runs" / "x" / "r") and a["run_id"] == "r"
+    # the broken notebook declares neither data nor times: it gets only what it declares
+    assert set(plan.step_parameters["b"]) == {"output_dir", "run_id"}
+    plan2 = plan_run(
+        p,
+        parse_cli_parameters(["a.times=7", f"data={events_folder}"]),
+        runs_dir=tmp_path / "runs",
+        run_id="r2",
+    )
+    assert plan2.step_parameters["a"]["times"] == 7
+
+
+def test_coerce_and_cli_parse() -> None:
+    params = notebook_parameters(FIX / "ok_step.ipynb")
+    assert coerce_parameter("2025-06-30", params["as_of"]) == "2025-06-30"
+    assert coerce_parameter("5", params["times"]) == 5
+    assert parse_cli_parameters(["a=1", "s.k=x=y"]) == {"a": "1", "s.k": "x=y"}
+    with pytest.raises(PipelineError, match="KEY=VALUE"):
+        parse_cli_parameters(["novalue"])
+
+
+def test_redact_masks_url_passwords() -> None:
+    assert redact({"data": "postgresql+psycopg://u:s3cret@db/x"}) == {
+        "data": "postgresql+psycopg://u:***@db/x"
+    }
+
+
+@pytest.mark.slow
+def test_failure_path_keeps_partial_notebook_names_cell_and_skips_dependents(
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(FIX, tmp_path / "fx")
+    runs = tmp_path / "runs"
+    plan = plan_run(tmp_path / "fx" / "mixed.yaml", runs_dir=runs, run_id="r1", check_data=False)
+    m = execute_plan(plan, progress=False)
+    assert m["status"] == "failed"
+    st = {s["name"]: s for s in m["steps"]}
+    assert [st[n]["status"] for n in ("first", "broken", "after_broken", "independent")] == [
+        "ok",
+        "failed",
+        "skipped",
+        "ok",
+    ]
+    err = st["broken"]["error"]
+    assert err["ename"] == "ZeroDivisionError"
+    assert err["source_cell_index"] == 3  # 0-based, in broken_step.ipynb
+    assert "1 / denominator" in err["cell_source"]
+    assert "broken" in st["after_broken"]["skipped_because"]
+    assert st["independent"]["parameters"]["times"] == 1  # step value wins over run value
+    run_dir = runs / "mixed" / "r1"
+    # the partial notebook is kept: it has the error, and the cells before it ran
+    partial = json.loads((run_dir / "notebooks" / "broken.ipynb").read_text())
+    assert any(
+        o.get("output_type") == "error" for c in partial["cells"] for o in c.get("outputs", [])
+    )
+    assert (run_dir / "before_failure.txt").exists()
+    assert not (run_dir / "after_failure.txt").exists()
+    assert (run_dir / "greeting.txt").read_text().strip() == "hello"  # last writer: independent
+    on_disk = json.loads((run_dir / "manifest.json").read_text())
+    assert on_disk["status"] == "failed" and on_disk["steps"][1]["error"]["source_cell_index"] == 3
+    assert on_disk["git"] is None or len(on_disk["git"]["revision"]) == 40
+    for s in on_disk["steps"]:
+        if s["status"] == "ok":
+            assert s["duration_s"] > 0
+    report = (run_dir / "report.html").read_text()
+    assert "Step broken failed at cell 3" in report and "ZeroDivisionError" in report
+    assert (run_dir / "notebooks" / "first.html").exists()
+
+    # never overwrite a run
+    with pytest.raises(PipelineError, match="never overwritten"):
+        plan_run(tmp_path / "fx" / "mixed.yaml", runs_dir=runs, run_id="r1", check_data=False)
+    assert json.loads((run_dir / "manifest.json").read_text()) == on_disk
+
+
+@pytest.mark.slow
+def test_raise_on_failure_and_cli_exit_codes(tmp_path: Path) -> None:
+    shutil.copytree(FIX, tmp_path / "fx")
+    broken = tmp_path / "fx" / "only_broken.yaml"
+    broken.write_text("name: ob\nsteps:\n - {name: b, notebook: broken_step.ipynb}\n")
+    with pytest.raises(PipelineStepError, match="cell 3 of broken_step.ipynb") as ei:
+        run_pipeline(broken, runs_dir=tmp_path / "runs", progress=False, raise_on_failure=True)
+    assert ei.value.step == "b" and ei.value.cell == 3
+
+    from winback_ml.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "pipeline",
+            "run",
+            str(broken),
+            "--runs-dir",
+            str(tmp_path / "r2"),
+            "--run-id",
+            "one",
+            "-q",
+            "--no-report",
+        ],
+    )
+    assert res.exit_code == 1
+    assert (tmp_path / "r2" / "ob" / "one" / "manifest.json").exists()
+    res = runner.invoke(
+        app, ["pipeline", "run", str(broken), "--runs-dir", str(tmp_path / "r2"), "--run-id", "one"]
+    )
+    assert res.exit_code == 2 and "never overwritten" in res.output
+    res = runner.invoke(app, ["pipeline", "run", str(broken), "-p", "nope=1"])
+    assert res.exit_code == 2 and "unknown parameter 'nope'" in res.output
+    res = runner.invoke(app, ["pipeline", "list", "--runs-dir", str(tmp_path / "r2")])
+    assert res.exit_code == 0 and "ob/one: failed (0/1 steps ok" in res.output
+    res = runner.invoke(app, ["pipeline", "show", str(broken)])
+    assert res.exit_code == 0 and "output_dir" in res.output
