@@ -1,0 +1,118 @@
+"""The store: schema from the contract, atomic writes, round trips on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from tinyworld import tiny_tables
+
+from winback_ml.data.loader import load_data
+from winback_ml.data.store import Store
+from winback_ml.exceptions import DataContractError
+
+PG_URL = os.environ.get("WINBACK_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        st = Store(f"sqlite:///{tmp_path}/store.db")
+        yield st
+        st.dispose()
+        return
+    if not PG_URL:
+        pytest.skip(
+            "PostgreSQL round trip needs WINBACK_TEST_POSTGRES_URL (.ci/run starts a server on loopback and sets it)"
+        )
+    # a fresh schema per test so runs never see each other's rows
+    schema = "t_" + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as c:
+        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    st = Store(url.render_as_string(hide_password=False))
+    yield st
+    st.dispose()
+    with admin.begin() as c:
+        c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def test_round_trip_is_lossless(store):
+    src = load_data(tiny_tables())
+    written = store.write(src)
+    assert written == src.summary()
+    back = store.read()
+    for name, df in src.tables().items():
+        pd.testing.assert_frame_equal(back.table(name), df, check_dtype=True, obj=name)
+
+
+def test_schema_has_keys_from_the_contract(store):
+    store.create_schema()
+    insp = sa.inspect(store.engine)
+    assert insp.get_pk_constraint("customers")["constrained_columns"] == ["customer_id"]
+    assert set(insp.get_pk_constraint("usage")["constrained_columns"]) == {
+        "customer_id",
+        "week_start",
+    }
+    cols = {c["name"]: c for c in insp.get_columns("subscriptions")}
+    assert cols["plan_id"]["nullable"] is False and cols["ended_at"]["nullable"] is True
+
+
+def test_bad_input_writes_nothing(store):
+    store.write(tiny_tables())
+    before = store.read()
+    bad = tiny_tables()
+    bad["subscriptions"].loc[0, "status"] = "canceled"
+    with pytest.raises(DataContractError):
+        store.write(bad)
+    after = store.read()
+    for name, df in before.tables().items():
+        pd.testing.assert_frame_equal(after.table(name), df)
+
+
+def test_append_checks_the_union(store):
+    t = tiny_tables()
+    store.write(t)
+    # appending the same customers again would duplicate keys: refused, nothing changes
+    with pytest.raises(DataContractError, match="nothing was written"):
+        store.write({k: t[k] for k in ("customers", "subscriptions", "events")}, replace=False)
+    assert store.read().summary()["customers"] == 3
+
+
+def test_as_of_read(store):
+    store.write(tiny_tables())
+    d = store.read(as_of="2024-06-25")
+    assert (d.events["occurred_at"] <= pd.Timestamp("2024-06-25")).all()
+
+
+def test_failed_insert_rolls_back(store, monkeypatch):
+    store.write(tiny_tables())
+    import winback_ml.data.store as mod
+
+    calls = {"n": 0}
+    real = mod._records
+
+    def boom(df, cols):
+        calls["n"] += 1
+        if calls["n"] == 3:  # fail in the middle of the transaction
+            raise RuntimeError("disk full")
+        return real(df, cols)
+
+    monkeypatch.setattr(mod, "_records", boom)
+    t = tiny_tables()
+    t["customers"].loc[0, "country"] = "FR"
+    with pytest.raises(RuntimeError):
+        store.write(t)
+    monkeypatch.undo()
+    assert store.read().customers.loc[0, "country"] == "DE"
+
+
+def test_default_url_is_under_data(monkeypatch, tmp_path):
+    monkeypatch.delenv("WINBACK_STORE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert Store().url == f"sqlite:///{tmp_path.resolve()}/data/winback.db"
