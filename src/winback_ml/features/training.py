@@ -1,0 +1,290 @@
+"""Training and scoring frames of the return and churn models.
+
+Return (one row per lapse, from
+:func:`winback_ml.cohort.episodes.build_lapse_episodes`):
+
+* :func:`build_return_training_frame`: every lapse at or before ``as_of``;
+  features as of the lapse (``at = ended_at``); ``duration_days`` = days to
+  the return or to ``as_of`` (censored), ``event`` = returned; ``reason`` =
+  the stated reason, else the inferred one (``reasons`` argument), else
+  ``unknown``.
+* :func:`build_return_scoring_frame`: every customer lapsed and not returned
+  at ``as_of`` (their latest lapse), same features as of the lapse, plus
+  ``days_lapsed`` (days since the lapse at ``as_of``), on which the return
+  probability is conditioned.
+
+Churn (one row per active customer and snapshot date):
+
+* :func:`build_churn_training_frame`: snapshots at ``as_of - k * spacing_days``
+  (k = 1..n); a customer is active at a snapshot when they had started a
+  subscription by then and were not in a lapse; features as of the snapshot;
+  ``duration_days`` = days to the next lapse or to ``as_of`` (censored),
+  ``event`` = lapsed by ``as_of``.
+* :func:`build_churn_scoring_frame`: active customers at ``as_of``,
+  features as of ``as_of``.
+
+Invariants: ``at`` is the feature date of each row and nothing dated after
+it enters its features; outcome columns (``duration_days``, ``event``) use
+data up to ``as_of`` only; no PII column is ever present; timestamps are
+tz-naive UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from winback_ml.data.loader import ContractData, cut_as_of, to_timestamp
+from winback_ml.exceptions import DataContractError
+from winback_ml.features.point_in_time import as_contract_data, build_customer_features
+
+__all__ = [
+    "build_return_training_frame",
+    "build_return_scoring_frame",
+    "build_churn_training_frame",
+    "build_churn_scoring_frame",
+    "lapse_episodes",
+]
+
+_DAY = pd.Timedelta(days=1)
+
+
+def _cut(
+    data: ContractData | Mapping[str, pd.DataFrame], as_of: Any
+) -> tuple[ContractData, pd.Timestamp]:
+    cd = as_contract_data(data)
+    T = to_timestamp(as_of)
+    if cd.as_of is not None and T > cd.as_of:
+        raise DataContractError(
+            f"as_of {T} is after the date the data were loaded at ({cd.as_of}). "
+            "Fix: load the data as of a later date, or pick an earlier as_of."
+        )
+    if cd.as_of is None or T < cd.as_of:
+        t = cut_as_of(cd.tables(), T)
+        cd = ContractData(**t, as_of=T, missing=list(cd.missing), source=cd.source)  # type: ignore[arg-type]
+    return cd, T
+
+
+def lapse_episodes(data: ContractData | Mapping[str, pd.DataFrame], as_of: Any) -> pd.DataFrame:
+    """The cohort stage's lapse episodes as of ``as_of`` (nothing after it is read)."""
+    from winback_ml.cohort.episodes import build_lapse_episodes
+
+    cd, T = _cut(data, as_of)
+    return build_lapse_episodes(cd, T)
+
+
+def _reason(eps: pd.DataFrame, reasons: pd.Series | Mapping[str, str] | None) -> pd.Series:
+    r = eps["stated_reason"].astype("object")
+    if reasons is not None:
+        rs = pd.Series(reasons) if not isinstance(reasons, pd.Series) else reasons
+        key = eps["lapse_id"] if rs.index.isin(eps["lapse_id"]).any() else eps["customer_id"]
+        r = r.where(r.notna(), key.map(rs))
+    return r.fillna("unknown").astype(str)
+
+
+def build_return_training_frame(
+    data: ContractData | Mapping[str, pd.DataFrame],
+    as_of: Any,
+    reasons: pd.Series | Mapping[str, str] | None = None,
+    censor_at_contact: bool = True,
+) -> pd.DataFrame:
+    """One row per lapse at or before ``as_of``: features at the lapse, duration and event.
+
+    The return model predicts the *natural* return (no contact). A lapse that
+    was assigned to a contacted (non-control) arm of a past campaign before
+    returning is censored at the assignment when ``censor_at_contact`` (the
+    default): what happened after the contact says nothing about the natural
+    return. Control-arm lapses stay uncensored. Campaign assignment is random
+    given the lapse, so this censoring is uninformative.
+
+    Parameters
+    ----------
+    data : ContractData or dict of contract frames (cut at ``as_of`` here)
+    as_of : the run date
+    reasons : inferred reasons for lapses without a stated one, keyed by
+        ``lapse_id`` or ``customer_id`` (e.g. from the cohort stage)
+
+    Returns
+    -------
+    DataFrame
+        ``lapse_id``, ``customer_id``, ``at`` (the lapse), ``duration_days``,
+        ``event``, ``reason``, ``lapse_number`` and the feature columns.
+    """
+    cd, T = _cut(data, as_of)
+    from winback_ml.cohort.episodes import build_lapse_episodes
+
+    eps = build_lapse_episodes(cd, T).reset_index(drop=True)
+    if eps.empty:
+        raise DataContractError(
+            f"No lapse at or before {T}: nothing to train a return model on. Fix: use data "
+            "with cancelled or expired subscriptions, or a later as_of."
+        )
+    feats = build_customer_features(cd, eps["ended_at"], eps["customer_id"])
+    duration = eps["days_observed"].to_numpy(float)
+    event = eps["returned"].astype(int).to_numpy()
+    if censor_at_contact:
+        duration, event = _censor_at_contact(cd, eps, duration, event)
+    out = pd.DataFrame(
+        {
+            "lapse_id": eps["lapse_id"].to_numpy(),
+            "duration_days": duration,
+            "event": event,
+            "reason": _reason(eps, reasons).to_numpy(),
+            "lapse_number": eps["lapse_number"].to_numpy(float),
+        }
+    )
+    return pd.concat(
+        [feats[["customer_id", "at"]], out, feats.drop(columns=["customer_id", "at"])], axis=1
+    )
+
+
+def _censor_at_contact(
+    cd: ContractData, eps: pd.DataFrame, duration: np.ndarray, event: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Censor lapses at their first contacted-arm campaign assignment (see above)."""
+    if cd.campaign_assignments is None or cd.campaign_arms is None or cd.campaign_assignments.empty:
+        return duration, event
+    arms = cd.campaign_arms[["campaign_id", "arm_id", "is_control"]]
+    a = cd.campaign_assignments.merge(arms, on=["campaign_id", "arm_id"], how="left")
+    a = a[~a["is_control"].fillna(False).astype(bool)][["customer_id", "assigned_at"]]
+    if a.empty:
+        return duration, event
+    k = pd.DataFrame(
+        {
+            "i": np.arange(len(eps)),
+            "customer_id": eps["customer_id"].to_numpy(),
+            "start": eps["ended_at"].to_numpy(),
+            "stop": (eps["ended_at"] + pd.to_timedelta(duration, unit="D")).to_numpy(),
+        }
+    )
+    m = k.merge(a, on="customer_id")
+    m = m[(m["assigned_at"] >= m["start"]) & (m["assigned_at"] < m["stop"])]
+    first = m.groupby("i")["assigned_at"].min()
+    if first.empty:
+        return duration, event
+    idx = first.index.to_numpy()
+    d = duration.copy()
+    e = event.copy()
+    d[idx] = ((first - k.loc[idx, "start"].to_numpy()) / _DAY).to_numpy(float)
+    e[idx] = 0
+    return d, e
+
+
+def build_return_scoring_frame(
+    data: ContractData | Mapping[str, pd.DataFrame],
+    as_of: Any,
+    reasons: pd.Series | Mapping[str, str] | None = None,
+    max_days_lapsed: float | None = None,
+) -> pd.DataFrame:
+    """Customers lapsed and not returned at ``as_of``: features at the lapse plus ``days_lapsed``.
+
+    ``max_days_lapsed`` keeps only lapses at most that many days old (the
+    contract's ``lapsed_window_days``); None keeps all.
+    """
+    cd, T = _cut(data, as_of)
+    from winback_ml.cohort.episodes import build_lapse_episodes
+
+    eps = build_lapse_episodes(cd, T)
+    eps = eps[~eps["returned"].astype(bool)]
+    eps = eps.sort_values(["customer_id", "ended_at"]).drop_duplicates("customer_id", keep="last")
+    if max_days_lapsed is not None:
+        eps = eps[eps["days_observed"] <= float(max_days_lapsed)]
+    eps = eps.reset_index(drop=True)
+    feats = build_customer_features(cd, eps["ended_at"], eps["customer_id"])
+    out = pd.DataFrame(
+        {
+            "lapse_id": eps["lapse_id"].to_numpy(),
+            "days_lapsed": eps["days_observed"].to_numpy(float),
+            "reason": _reason(eps, reasons).to_numpy(),
+            "lapse_number": eps["lapse_number"].to_numpy(float),
+        }
+    )
+    return pd.concat(
+        [feats[["customer_id", "at"]], out, feats.drop(columns=["customer_id", "at"])], axis=1
+    )
+
+
+def _active_at(cd: ContractData, eps: pd.DataFrame, s: pd.Timestamp) -> np.ndarray:
+    """Customer ids with a subscription started by ``s`` and not in a lapse at ``s``."""
+    subs = cd.subscriptions
+    started = set(subs.loc[subs["started_at"] <= s, "customer_id"])
+    lapsed = eps[(eps["ended_at"] <= s) & (eps["returned_at"].isna() | (eps["returned_at"] > s))]
+    return np.array(sorted(started - set(lapsed["customer_id"])), dtype=object)
+
+
+def build_churn_training_frame(
+    data: ContractData | Mapping[str, pd.DataFrame],
+    as_of: Any,
+    n_snapshots: int = 6,
+    spacing_days: int = 45,
+    snapshots: list[Any] | None = None,
+) -> pd.DataFrame:
+    """Active customers at past snapshot dates: features then, time to the next lapse.
+
+    Parameters
+    ----------
+    data, as_of : as in :func:`build_return_training_frame`
+    n_snapshots, spacing_days : snapshots at ``as_of - k * spacing_days``, k = 1..n
+    snapshots : explicit snapshot dates (each before ``as_of``) instead
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id``, ``at`` (the snapshot), ``duration_days``, ``event``
+        and the feature columns. A customer appears once per snapshot at which
+        they were active.
+    """
+    cd, T = _cut(data, as_of)
+    from winback_ml.cohort.episodes import build_lapse_episodes
+
+    eps = build_lapse_episodes(cd, T)
+    dates = (
+        [to_timestamp(s) for s in snapshots]
+        if snapshots is not None
+        else [T - pd.Timedelta(days=k * spacing_days) for k in range(1, n_snapshots + 1)]
+    )
+    bad = [d for d in dates if d >= T]
+    if bad:
+        raise DataContractError(f"Snapshot dates must be before as_of {T}. Got {bad}.")
+    parts = []
+    ends = eps[["customer_id", "ended_at"]].sort_values("ended_at")
+    for s in sorted(dates):
+        ids = _active_at(cd, eps, s)
+        if len(ids) == 0:
+            continue
+        k = pd.DataFrame({"customer_id": ids, "at": s})
+        nxt = (
+            ends[ends["ended_at"] > s]
+            .drop_duplicates("customer_id", keep="first")
+            .set_index("customer_id")["ended_at"]
+        )
+        end = k["customer_id"].map(nxt)
+        k["duration_days"] = ((end.fillna(T) - s) / _DAY).to_numpy(float)
+        k["event"] = end.notna().astype(int).to_numpy()
+        parts.append(k)
+    if not parts:
+        raise DataContractError(f"No active customer at any snapshot {dates}: nothing to train on.")
+    keys = pd.concat(parts, ignore_index=True)
+    feats = build_customer_features(cd, keys["at"], keys["customer_id"])
+    return pd.concat(
+        [
+            keys[["customer_id", "at", "duration_days", "event"]],
+            feats.drop(columns=["customer_id", "at"]),
+        ],
+        axis=1,
+    )
+
+
+def build_churn_scoring_frame(
+    data: ContractData | Mapping[str, pd.DataFrame], as_of: Any
+) -> pd.DataFrame:
+    """Active customers at ``as_of`` with their features as of ``as_of``."""
+    cd, T = _cut(data, as_of)
+    from winback_ml.cohort.episodes import build_lapse_episodes
+
+    eps = build_lapse_episodes(cd, T)
+    ids = _active_at(cd, eps, T)
+    return build_customer_features(cd, T, ids)

@@ -1,0 +1,400 @@
+"""The four survival methods behind the return and churn models.
+
+* :class:`KaplanMeierSurvival`: one Kaplan-Meier curve per group (e.g. per
+  cancel reason), the baseline; groups smaller than ``min_group_size`` use
+  the pooled curve.
+* :class:`CoxSurvival`: lifelines ``CoxPHFitter`` on standardised, one-hot
+  features; the baseline survival is flat after the last observed event, so
+  the curve keeps the plateau (cure fraction) the data show.
+* :class:`WeibullCureSurvival`: a mixture cure model written here,
+  ``S(t | x) = 1 - pi(x) + pi(x) exp(-(t / lambda(x)) ** rho)`` with
+  ``pi`` logistic and ``lambda`` log-linear in the features (AFT), fitted by
+  maximum likelihood on censored data with scipy (analytic gradient,
+  L-BFGS-B). ``cure=False`` gives a plain Weibull AFT.
+* :class:`XGBoostAFTSurvival`: XGBoost ``survival:aft`` (normal, logistic or
+  extreme errors on log time); right-censored rows have an infinite upper bound.
+
+These are method bases: the public estimators are the ``*ReturnModel`` and
+``*ChurnModel`` classes of :mod:`winback_ml.models.return_model` and
+:mod:`winback_ml.models.churn_model`, which add the business outputs.
+Durations are days; a duration of 0 is read as half a day for the
+parametric likelihoods (an event on the day of the origin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from winback_ml.exceptions import ModelError
+from winback_ml.models.survival import SurvivalModel
+
+__all__ = [
+    "KaplanMeierSurvival",
+    "CoxSurvival",
+    "WeibullCureSurvival",
+    "XGBoostAFTSurvival",
+    "kaplan_meier",
+]
+
+_MIN_T = 0.5  # days: an event on day 0 counts as half a day in the likelihoods
+
+
+def kaplan_meier(
+    durations: np.ndarray, events: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan-Meier estimate: (event times, survival just after each time)."""
+    d = np.asarray(durations, dtype=float)
+    e = np.asarray(events, dtype=float)
+    w = np.ones_like(d) if weights is None else np.asarray(weights, dtype=float)
+    if len(d) == 0:
+        return np.array([]), np.array([])
+    order = np.argsort(d, kind="mergesort")
+    d, e, w = d[order], e[order], w[order]
+    times, idx = np.unique(d, return_index=True)
+    deaths = np.add.reduceat(e * w, idx)
+    removed = np.add.reduceat(w, idx)
+    at_risk = w.sum() - np.concatenate([[0.0], np.cumsum(removed)[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(at_risk > 0, 1.0 - deaths / at_risk, 1.0)
+    surv = np.cumprod(frac)
+    keep = deaths > 0
+    return times[keep], surv[keep]
+
+
+def _step_eval(times: np.ndarray, values: np.ndarray, T: np.ndarray, before: float) -> np.ndarray:
+    """Right-continuous step function: value at the last time <= T (``before`` if none)."""
+    if len(times) == 0:
+        return np.full(T.shape, before, dtype=float)
+    pos = np.searchsorted(times, T, side="right") - 1
+    vals = np.concatenate([[before], values])
+    return vals[pos + 1]
+
+
+class KaplanMeierSurvival(SurvivalModel):
+    """Kaplan-Meier curves by group (see the module docstring)."""
+
+    def _fit(self, X: pd.DataFrame) -> None:
+        d = pd.to_numeric(X[self.duration_col]).to_numpy(float)
+        e = pd.to_numeric(X[self.event_col]).to_numpy(float)
+        pooled = kaplan_meier(d, e)
+        curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        gcol = self.group_col
+        if gcol is not None:
+            if gcol not in X.columns:
+                raise ModelError(
+                    f"{type(self).__name__}.fit: group column {gcol!r} is not in the training "
+                    f"frame. Got columns {list(X.columns)[:30]}. Fix: pass group_col=None for "
+                    "one pooled curve, or add the column."
+                )
+            g = X[gcol].astype("object").where(X[gcol].notna(), "__missing__").astype(str)
+            for level, idx in g.groupby(g).groups.items():
+                rows = X.index.get_indexer(idx)
+                if len(rows) >= self.min_group_size and e[rows].sum() > 0:
+                    curves[str(level)] = kaplan_meier(d[rows], e[rows])
+                else:
+                    self._warn(
+                        f"{type(self).__name__}: group {gcol}={level!r} has {len(rows)} rows "
+                        f"(< min_group_size={self.min_group_size}) or no event; it uses the pooled curve."
+                    )
+        self.model_ = {"pooled": pooled, "groups": curves}
+        self.groups_ = sorted(curves)
+
+    @property
+    def feature_names_in_(self) -> list[str]:
+        self._check_fitted()
+        return [self.group_col] if self.group_col else []
+
+    def _survival_at(self, X: pd.DataFrame, T: np.ndarray) -> np.ndarray:
+        pooled = self.model_["pooled"]
+        out = _step_eval(pooled[0], pooled[1], T, 1.0)
+        if self.group_col and self.model_["groups"]:
+            if self.group_col not in X.columns:
+                raise ModelError(
+                    f"{type(self).__name__}: the input is missing column {self.group_col!r} "
+                    "that the model was fitted on. Fix: add it (the cancel reason of each lapse)."
+                )
+            g = X[self.group_col].astype("object").where(X[self.group_col].notna(), "__missing__")
+            g = g.astype(str).to_numpy()
+            for level, (t, s) in self.model_["groups"].items():
+                rows = np.flatnonzero(g == level)
+                if len(rows):
+                    out[rows] = _step_eval(t, s, T[rows], 1.0)
+        return out
+
+    def _contributions(self, X: pd.DataFrame) -> np.ndarray:
+        raise ModelError("Kaplan-Meier curves have no per-feature contributions.")
+
+    def predict_risk_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Not available for Kaplan-Meier: the one driver is the group itself."""
+        self._check_fitted()
+        col = self.group_col or "pooled"
+        p = 1.0 - self._survival_at(X, np.full((len(X), 1), 90.0))[:, 0]
+        return pd.DataFrame({col: p}, index=X.index)
+
+
+class CoxSurvival(SurvivalModel):
+    """Cox proportional hazards through lifelines (see the module docstring)."""
+
+    def _fit(self, X: pd.DataFrame) -> None:
+        from lifelines import CoxPHFitter
+        from lifelines.exceptions import ConvergenceError
+
+        self._make_encoder(X, standardize=True, drop_first=True)
+        Z = self.encoder_.transform(X, type(self).__name__)
+        names = [f"f{i}" for i in range(Z.shape[1])]
+        df = pd.DataFrame(Z, columns=names)
+        df["_T"] = np.maximum(pd.to_numeric(X[self.duration_col]).to_numpy(float), 0.0)
+        df["_E"] = pd.to_numeric(X[self.event_col]).to_numpy(int)
+        penalizers = [self.penalizer, max(self.penalizer * 10, 0.01), 0.1]
+        last: Exception | None = None
+        for i, pen in enumerate(penalizers):
+            try:
+                with np.errstate(all="ignore"):
+                    cph = CoxPHFitter(penalizer=pen)
+                    cph.fit(df, "_T", "_E", fit_options={"max_steps": self.max_steps})
+                if i > 0:
+                    self._warn(
+                        f"{type(self).__name__}: the fit did not converge with penalizer="
+                        f"{self.penalizer}; fell back to penalizer={pen}. ({last})"
+                    )
+                self.penalizer_ = pen
+                break
+            except (ConvergenceError, np.linalg.LinAlgError, ValueError) as exc:
+                last = exc
+        else:
+            raise ModelError(
+                f"{type(self).__name__}.fit: lifelines CoxPHFitter did not converge even with "
+                f"penalizer 0.1 ({last}). Fix: drop collinear features or use another model."
+            )
+        self.model_ = cph
+        self.coef_ = pd.Series(cph.params_.to_numpy(), index=self.encoder_.names_)
+        self._beta = cph.params_.to_numpy(float)
+        self._mean = np.asarray(cph._norm_mean, dtype=float).reshape(-1)
+        H0 = cph.baseline_cumulative_hazard_
+        self._h0_t = H0.index.to_numpy(float)
+        self._h0 = H0.iloc[:, 0].to_numpy(float)
+
+    def _log_ph(self, X: pd.DataFrame) -> np.ndarray:
+        Z = self.encoder_.transform(X, type(self).__name__)
+        return (Z - self._mean) @ self._beta
+
+    def _survival_at(self, X: pd.DataFrame, T: np.ndarray) -> np.ndarray:
+        ph = np.exp(self._log_ph(X))
+        H = _step_eval(self._h0_t, self._h0, T, 0.0)
+        return np.exp(-H * ph[:, None])
+
+    def _contributions(self, X: pd.DataFrame) -> np.ndarray:
+        Z = self.encoder_.transform(X, type(self).__name__)
+        return (Z - self._mean) * self._beta
+
+
+class WeibullCureSurvival(SurvivalModel):
+    """Mixture cure model with a Weibull AFT latency (see the module docstring)."""
+
+    def _design(self, X: pd.DataFrame) -> np.ndarray:
+        Z = self.encoder_.transform(X, type(self).__name__)
+        return np.column_stack([np.ones(len(Z)), Z])
+
+    def _fit(self, X: pd.DataFrame) -> None:
+        self._make_encoder(X, standardize=True, drop_first=True)
+        Z = self._design(X)
+        t = np.maximum(pd.to_numeric(X[self.duration_col]).to_numpy(float), _MIN_T)
+        e = pd.to_numeric(X[self.event_col]).to_numpy(float)
+        n, p = Z.shape
+        cure = bool(self.cure)
+        logt = np.log(t)
+        pen = float(self.penalizer)
+
+        def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+            if cure:
+                return theta[:p], theta[p : 2 * p], theta[-1]
+            return np.array([]), theta[:p], theta[-1]
+
+        def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            g, b, a = unpack(theta)
+            rho = np.exp(a)
+            xb = Z @ b
+            logu = rho * (logt - xb)
+            u = np.exp(np.minimum(logu, 50.0))
+            if cure:
+                zg = Z @ g
+                log_pi = -np.logaddexp(0.0, -zg)
+                pi = np.exp(log_pi)
+            else:
+                log_pi = np.zeros(n)
+                pi = np.ones(n)
+            emu = np.exp(-u)
+            # events: log pi + log rho - log t + log u - u
+            ll_e = log_pi + a - logt + logu - u
+            # censored: log(1 - pi + pi e^-u)
+            D = np.maximum(1.0 - pi + pi * emu, 1e-300)
+            ll_c = np.log(D)
+            ll = np.where(e == 1, ll_e, ll_c)
+            # gradients of ll w.r.t. the linear predictors
+            dlogu = np.where(e == 1, 1.0 - u, -pi * emu * u / D)  # d ll / d log u
+            d_xb = dlogu * (-rho)
+            d_a = np.where(e == 1, 1.0, 0.0) + dlogu * logu
+            w = np.ones(p)
+            w[0] = 0.0  # no penalty on intercepts
+            grad_b = -(Z.T @ d_xb) / n + pen * w * b
+            grad_a = -d_a.sum() / n
+            obj = -ll.sum() / n + 0.5 * pen * np.sum(w * b * b)
+            if cure:
+                d_zg = np.where(e == 1, 1.0 - pi, pi * (1.0 - pi) * (emu - 1.0) / D)
+                grad_g = -(Z.T @ d_zg) / n + pen * w * g
+                obj += 0.5 * pen * np.sum(w * g * g)
+                return obj, np.concatenate([grad_g, grad_b, [grad_a]])
+            return obj, np.concatenate([grad_b, [grad_a]])
+
+        ev_t = t[e == 1]
+        b0 = np.zeros(p)
+        b0[0] = np.log(np.median(ev_t)) if len(ev_t) else np.log(np.median(t))
+        frac = float(e.mean())
+        starts = []
+        if cure:
+            for pi0 in (min(max(frac * 1.5, 0.05), 0.95), 0.5):
+                g0 = np.zeros(p)
+                g0[0] = special.logit(pi0)
+                starts.append(np.concatenate([g0, b0, [0.0]]))
+        else:
+            starts.append(np.concatenate([b0, [0.0]]))
+        best = None
+        for x0 in starts:
+            res = optimize.minimize(
+                nll, x0, jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter}
+            )
+            if (
+                best is None
+                or (res.success and res.fun < best.fun)
+                or (not best.success and res.success)
+            ):
+                best = res
+            if res.success:
+                break
+        assert best is not None
+        if not best.success or not np.all(np.isfinite(best.x)):
+            grad_norm = float(np.max(np.abs(best.jac))) if best.jac is not None else np.nan
+            if not np.all(np.isfinite(best.x)) or grad_norm > 1e-2:
+                raise ModelError(
+                    f"{type(self).__name__}.fit: maximum likelihood did not converge "
+                    f"({best.message}; max |gradient| {grad_norm:.3g}). Fix: raise max_iter or "
+                    "penalizer, drop extreme features, or use CoxReturnModel."
+                )
+            self._warn(
+                f"{type(self).__name__}: optimizer stopped with '{best.message}' but the "
+                f"gradient is small (max |gradient| {grad_norm:.3g}); the fit is kept."
+            )
+        g, b, a = unpack(best.x)
+        self.model_ = best
+        self.shape_ = float(np.exp(a))
+        names = ["intercept", *self.encoder_.names_]
+        self.scale_coef_ = pd.Series(b, index=names)
+        self.cure_coef_ = pd.Series(g, index=names) if cure else None
+        self.log_likelihood_ = float(-best.fun * n)
+
+    def _params(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        Z = self._design(X)
+        lam = np.exp(Z @ self.scale_coef_.to_numpy())
+        if self.cure_coef_ is None:
+            pi = np.ones(len(Z))
+        else:
+            pi = special.expit(Z @ self.cure_coef_.to_numpy())
+        return pi, lam
+
+    def predict_susceptible_probability(self, X: pd.DataFrame) -> np.ndarray:
+        """pi(x): probability that the subject ever has the event (1 - cure fraction)."""
+        self._check_fitted()
+        return self._params(X)[0]
+
+    def _survival_at(self, X: pd.DataFrame, T: np.ndarray) -> np.ndarray:
+        pi, lam = self._params(X)
+        Tm = np.maximum(T, 0.0)
+        su = np.exp(-((Tm / lam[:, None]) ** self.shape_))
+        return 1.0 - pi[:, None] + pi[:, None] * su
+
+    def _contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """Contribution to log-odds of the event within 90 days, linearised per feature."""
+        Z = self._design(X)[:, 1:]
+        b = self.scale_coef_.to_numpy()[1:]
+        contrib = -self.shape_ * Z * b  # shorter scale = sooner event
+        if self.cure_coef_ is not None:
+            contrib = contrib + Z * self.cure_coef_.to_numpy()[1:]
+        return contrib
+
+
+class XGBoostAFTSurvival(SurvivalModel):
+    """XGBoost accelerated failure time model (see the module docstring)."""
+
+    def _fit(self, X: pd.DataFrame) -> None:
+        import xgboost as xgb
+
+        self._make_encoder(X, standardize=False, drop_first=False)
+        Z = self.encoder_.transform(X, type(self).__name__)
+        t = np.maximum(pd.to_numeric(X[self.duration_col]).to_numpy(float), _MIN_T)
+        e = pd.to_numeric(X[self.event_col]).to_numpy(int)
+        lower = t
+        upper = np.where(e == 1, t, np.inf)
+        dtrain = xgb.DMatrix(Z, feature_names=_safe_names(self.encoder_.names_))
+        dtrain.set_float_info("label_lower_bound", lower)
+        dtrain.set_float_info("label_upper_bound", upper)
+        params = {
+            "objective": "survival:aft",
+            "eval_metric": "aft-nloglik",
+            "aft_loss_distribution": self.distribution,
+            "aft_loss_distribution_scale": float(self.sigma),
+            "tree_method": "hist",
+            "learning_rate": float(self.learning_rate),
+            "max_depth": int(self.max_depth),
+            "min_child_weight": float(self.min_child_weight),
+            "subsample": float(self.subsample),
+            "lambda": 1.0,
+            "nthread": int(self.n_jobs),
+            "seed": int(self.random_state or 0),
+            "verbosity": 0,
+        }
+        booster = xgb.train(params, dtrain, num_boost_round=int(self.n_estimators))
+        self.model_ = booster
+        nll = booster.eval(dtrain)
+        self.train_nloglik_ = float(nll.split(":")[-1])
+        if not np.isfinite(self.train_nloglik_):
+            raise ModelError(
+                f"{type(self).__name__}.fit: the training loss is not finite ({nll}). "
+                "Fix: check durations, lower learning_rate, or change sigma."
+            )
+
+    def _margin(self, X: pd.DataFrame) -> np.ndarray:
+        import xgboost as xgb
+
+        Z = self.encoder_.transform(X, type(self).__name__)
+        d = xgb.DMatrix(Z, feature_names=_safe_names(self.encoder_.names_), nthread=self.n_jobs)
+        return self.model_.predict(d, output_margin=True)
+
+    def _cdf(self, z: np.ndarray) -> np.ndarray:
+        if self.distribution == "normal":
+            return stats.norm.cdf(z)
+        if self.distribution == "logistic":
+            return special.expit(z)
+        return 1.0 - np.exp(-np.exp(z))  # extreme (Gumbel minimum)
+
+    def _survival_at(self, X: pd.DataFrame, T: np.ndarray) -> np.ndarray:
+        mu = self._margin(X)
+        with np.errstate(divide="ignore"):
+            z = (np.log(np.maximum(T, 1e-9)) - mu[:, None]) / float(self.sigma)
+        s = 1.0 - self._cdf(z)
+        return np.where(T <= 0, 1.0, s)
+
+    def _contributions(self, X: pd.DataFrame) -> np.ndarray:
+        import xgboost as xgb
+
+        Z = self.encoder_.transform(X, type(self).__name__)
+        d = xgb.DMatrix(Z, feature_names=_safe_names(self.encoder_.names_), nthread=self.n_jobs)
+        contrib = self.model_.predict(d, pred_contribs=True)[:, :-1]
+        return -contrib  # contributions to log time; shorter time = more risk
+
+
+def _safe_names(names: Sequence[str]) -> list[str]:
+    return [n.replace("[", "(").replace("]", ")").replace("<", "lt") for n in names]
