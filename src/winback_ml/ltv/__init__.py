@@ -4,6 +4,23 @@
 * :mod:`winback_ml.ltv.ltv`: LTV of a returning customer as a function of the offer.
 """
 
+from winback_ml.ltv.ltv import (
+    PostReturnSurvival,
+    expected_ltv,
+    ltv_matrix,
+    monthly_price,
+    post_return_tenures,
+)
 from winback_ml.ltv.sbg import FADER_HARDIE_2007, ShiftedBetaGeometricModel, sbg_derl, sbg_survival
 
-__all__ = ["FADER_HARDIE_2007", "ShiftedBetaGeometricModel", "sbg_derl", "sbg_survival"]
+__all__ = [
+    "FADER_HARDIE_2007",
+    "PostReturnSurvival",
+    "ShiftedBetaGeometricModel",
+    "expected_ltv",
+    "ltv_matrix",
+    "monthly_price",
+    "post_return_tenures",
+    "sbg_derl",
+    "sbg_survival",
+]
