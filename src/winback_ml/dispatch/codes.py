@@ -50,7 +50,7 @@ _DECODE = str.maketrans({"I": "1", "L": "1", "O": "0", "U": "V"})
 
 
 def generate_code(length: int = 12) -> str:
-    """One random code of ``length`` characters from :data:`ALPHABET`.
+    """One random code of ``length`` characters from :data:`ALPHABET` (5 bits each, via :mod:`secrets`).
 
     Examples
     --------
@@ -63,7 +63,8 @@ def generate_code(length: int = 12) -> str:
             f"A discount code needs at least 50 bits. Got length={length} "
             f"({length * CODE_BITS_PER_CHAR} bits); use length >= 10."
         )
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+    n = int.from_bytes(secrets.token_bytes((length * CODE_BITS_PER_CHAR + 7) // 8), "big")
+    return "".join(ALPHABET[(n >> (CODE_BITS_PER_CHAR * i)) & 31] for i in range(length))
 
 
 def normalize_code(text: str) -> str:
@@ -84,37 +85,44 @@ def issue_codes(
     valid_days: int = 30,
     length: int = 12,
     max_tries: int = 5,
+    conn: sa.Connection | None = None,
 ) -> dict[str, str]:
-    """Issue one code per request, in one transaction; return ``{enrolment_id: code}``.
+    """Issue one code per request; return ``{enrolment_id: code}``.
 
     Each request has ``enrolment_id``, ``campaign_id``, ``customer_id``,
     ``offer_type``, ``discount_pct``, ``discount_months``. A request whose
     enrolment already has a code gets the existing one (idempotent).
+
+    Without ``conn`` the codes are written in their own transaction and a
+    collision with an earlier code (primary key) is drawn again, up to
+    ``max_tries``. With ``conn`` they are written inside the caller's
+    transaction; a collision then raises :class:`DispatchError` and the
+    caller's transaction writes nothing (run it again).
     """
     db.create_schema()
     if not requests:
         return {}
     ids = [r["enrolment_id"] for r in requests]
     out: dict[str, str] = {}
-    with db.engine.connect() as conn:
+    with db.engine.connect() if conn is None else _nullctx(conn) as c:
         for i in range(0, len(ids), 5000):
             q = sa.select(codes.c.enrolment_id, codes.c.code).where(
                 codes.c.enrolment_id.in_(ids[i : i + 5000])
             )
-            out.update({e: c for e, c in conn.execute(q)})
+            out.update({e: code for e, code in c.execute(q)})
     todo = [r for r in requests if r["enrolment_id"] not in out]
     expires = issued_at + timedelta(days=valid_days)
     for attempt in range(max_tries):
         rows = []
         seen: set[str] = set()
         for r in todo:
-            c = generate_code(length)
-            while c in seen:
-                c = generate_code(length)
-            seen.add(c)
+            code = generate_code(length)
+            while code in seen:
+                code = generate_code(length)
+            seen.add(code)
             rows.append(
                 {
-                    "code": c,
+                    "code": code,
                     "enrolment_id": r["enrolment_id"],
                     "campaign_id": r.get("campaign_id"),
                     "customer_id": r["customer_id"],
@@ -128,19 +136,34 @@ def issue_codes(
                 }
             )
         try:
-            with db.engine.begin() as conn:
+            if conn is not None:
                 for i in range(0, len(rows), 20_000):
                     conn.execute(codes.insert(), rows[i : i + 20_000])
-        except sa.exc.IntegrityError as e:  # a collision with a code issued before: draw again
-            if attempt == max_tries - 1:
+            else:
+                with db.engine.begin() as c:
+                    for i in range(0, len(rows), 20_000):
+                        c.execute(codes.insert(), rows[i : i + 20_000])
+        except sa.exc.IntegrityError as e:  # a collision with a code issued before
+            if conn is not None or attempt == max_tries - 1:
                 raise DispatchError(
-                    f"Could not issue {len(rows)} unique codes after {max_tries} tries ({e.orig}). "
-                    "Fix: increase the code length."
+                    f"A new discount code collided with one issued before ({type(e.orig).__name__}); "
+                    "nothing was written. Fix: run again (new codes are drawn) or raise code_length."
                 ) from e
             continue
         out.update({r["enrolment_id"]: r["code"] for r in rows})
         return out
     return out  # pragma: no cover
+
+
+class _nullctx:
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __enter__(self) -> Any:
+        return self.obj
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
 
 
 def redeem_code(db: DispatchDB, code: str, at: datetime, event_id: str | None = None) -> str:
@@ -268,4 +291,3 @@ _CSV_HEADER = [
     "expires_at",
     "max_redemptions",
 ]
-

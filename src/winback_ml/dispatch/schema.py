@@ -74,6 +74,7 @@ enrolments = sa.Table(
     sa.Column("channel", sa.String(20), nullable=False),
     sa.Column("message_variant", sa.String(100), nullable=False),
     sa.Column("code", sa.String(40)),
+    sa.Column("lapsed_at", sa.DateTime, nullable=False),  # a return after this stops the sequence
     sa.Column("enrolled_at", sa.DateTime, nullable=False),
     sa.Column("start_at", sa.DateTime, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),  # active, holdout, stopped
@@ -206,24 +207,28 @@ class DispatchDB:
         DISPATCH_METADATA.create_all(self.engine, checkfirst=True)
         self._ready = True
 
-    def insert_ignore(self, table: sa.Table, rows: list[dict[str, Any]], chunk: int = 20_000) -> None:
-        """Insert rows, skipping those that collide with a unique key (idempotent enqueue)."""
+    def insert_ignore(
+        self,
+        table: sa.Table,
+        rows: list[dict[str, Any]],
+        chunk: int = 20_000,
+        conn: sa.Connection | None = None,
+    ) -> None:
+        """Insert rows, skipping those that collide with a unique key (idempotent enqueue).
+
+        With ``conn`` the rows go into the caller's transaction.
+        """
         if not rows:
             return
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
-        elif self.dialect == "sqlite":
+        else:
             from sqlalchemy.dialects.sqlite import insert
-        else:  # pragma: no cover - other databases: plain insert per row
-            with self.engine.begin() as conn:
-                for r in rows:
-                    try:
-                        with conn.begin_nested():
-                            conn.execute(table.insert(), [r])
-                    except sa.exc.IntegrityError:
-                        pass
-            return
         stmt = insert(table).on_conflict_do_nothing()
-        with self.engine.begin() as conn:
+        if conn is not None:
             for i in range(0, len(rows), chunk):
                 conn.execute(stmt, rows[i : i + chunk])
+            return
+        with self.engine.begin() as c:
+            for i in range(0, len(rows), chunk):
+                c.execute(stmt, rows[i : i + chunk])

@@ -140,7 +140,9 @@ class SequenceBook:
         for s in self.sequences:
             if s.id == sequence_id:
                 return s
-        raise ConfigError(f"No sequence with id {sequence_id!r}; have {[s.id for s in self.sequences]}.")
+        raise ConfigError(
+            f"No sequence with id {sequence_id!r}; have {[s.id for s in self.sequences]}."
+        )
 
 
 def load_sequences(source: str | Path | dict[str, Any] | None = None) -> SequenceBook:
@@ -168,7 +170,9 @@ def load_sequences(source: str | Path | dict[str, Any] | None = None) -> Sequenc
             raise ConfigError(f"The sequences file {str(p)!r} is not valid YAML: {e}") from e
         where = str(p)
     if not isinstance(raw, dict) or not isinstance(raw.get("sequences"), list):
-        raise ConfigError(f"{where}: expected a mapping with a 'sequences' list. Got {type(raw).__name__}.")
+        raise ConfigError(
+            f"{where}: expected a mapping with a 'sequences' list. Got {type(raw).__name__}."
+        )
     known = {f.name for f in fields(DispatchSettings)}
     st = raw.get("settings") or {}
     unknown = set(st) - known
@@ -179,7 +183,9 @@ def load_sequences(source: str | Path | dict[str, Any] | None = None) -> Sequenc
     ids = set()
     for i, s in enumerate(raw["sequences"]):
         if not isinstance(s, dict) or "id" not in s or not s.get("steps"):
-            raise ConfigError(f"{where}: sequences[{i}] needs an 'id' and a non-empty 'steps' list.")
+            raise ConfigError(
+                f"{where}: sequences[{i}] needs an 'id' and a non-empty 'steps' list."
+            )
         if s["id"] in ids:
             raise ConfigError(f"{where}: sequence id {s['id']!r} appears twice.")
         ids.add(s["id"])
@@ -189,19 +195,30 @@ def load_sequences(source: str | Path | dict[str, Any] | None = None) -> Sequenc
         for j, st_ in enumerate(s["steps"]):
             where_j = f"{where}: sequences[{i}] ({s['id']}) step {j}"
             try:
-                step = Step(str(st_["name"]), int(st_["day"]), str(st_["channel"]), str(st_["template"]))
+                step = Step(
+                    str(st_["name"]), int(st_["day"]), str(st_["channel"]), str(st_["template"])
+                )
             except (KeyError, TypeError, ValueError) as e:
-                raise ConfigError(f"{where_j} needs name, day (int), channel and template: {e}") from e
+                raise ConfigError(
+                    f"{where_j} needs name, day (int), channel and template: {e}"
+                ) from e
             if step.channel not in STEP_CHANNELS:
-                raise ConfigError(f"{where_j}: channel must be one of {STEP_CHANNELS}. Got {step.channel!r}.")
+                raise ConfigError(
+                    f"{where_j}: channel must be one of {STEP_CHANNELS}. Got {step.channel!r}."
+                )
             if step.day < last_day:
-                raise ConfigError(f"{where_j}: days must not decrease. Got {step.day} after {last_day}.")
+                raise ConfigError(
+                    f"{where_j}: days must not decrease. Got {step.day} after {last_day}."
+                )
             if step.name in names:
                 raise ConfigError(f"{where_j}: step name {step.name!r} appears twice.")
             names.add(step.name)
             last_day = step.day
             steps.append(step)
-        match = {k: tuple(str(x) for x in (v if isinstance(v, list) else [v])) for k, v in (s.get("match") or {}).items()}
+        match = {
+            k: tuple(str(x) for x in (v if isinstance(v, list) else [v]))
+            for k, v in (s.get("match") or {}).items()
+        }
         bad = set(match) - {"segment", "offer_type", "channel", "cancel_reason"}
         if bad:
             raise ConfigError(f"{where}: sequences[{i}] match keys {sorted(bad)} are unknown.")

@@ -82,7 +82,9 @@ class TemplateRenderer:
             loaders.append(jinja2.FileSystemLoader(str(template_dir)))
         loaders.append(jinja2.PackageLoader("winback_ml.dispatch", "templates"))
         loader = jinja2.ChoiceLoader(loaders)
-        common = dict(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        common = dict(
+            loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+        )
         self._text_env = ImmutableSandboxedEnvironment(autoescape=False, **common)
         self._html_env = ImmutableSandboxedEnvironment(autoescape=True, **common)
         for env in (self._text_env, self._html_env):
@@ -90,7 +92,9 @@ class TemplateRenderer:
             env.filters["pct"] = lambda v: f"{float(v):g}"
         self._resolved: dict[tuple[str, str, str, str], str] = {}
 
-    def resolve(self, name: str, language: str | None, segment: str | None, offer_type: str | None) -> str:
+    def resolve(
+        self, name: str, language: str | None, segment: str | None, offer_type: str | None
+    ) -> str:
         """The template file used for these attributes (see the module docstring)."""
         lang = (language or FALLBACK_LANGUAGE).lower()
         key = (name, lang, str(segment), str(offer_type))
@@ -113,7 +117,9 @@ class TemplateRenderer:
                 f"{FALLBACK_LANGUAGE!r}); looked for {candidates}. Fix: add templates/{FALLBACK_LANGUAGE}/{name}.j2."
             ) from e
         except jinja2.TemplateSyntaxError as e:
-            raise RenderError(f"Template {e.filename or name!r} line {e.lineno}: {e.message}") from e
+            raise RenderError(
+                f"Template {e.filename or name!r} line {e.lineno}: {e.message}"
+            ) from e
         self._resolved[key] = t.name
         return t.name
 
@@ -128,26 +134,34 @@ class TemplateRenderer:
         """
         if channel not in _PARTS:
             raise RenderError(f"channel must be one of {list(_PARTS)}. Got {channel!r} instead.")
-        tname = self.resolve(name, context.get("lang"), context.get("segment"), _offer_type(context))
+        tname = self.resolve(
+            name, context.get("lang"), context.get("segment"), _offer_type(context)
+        )
         out: dict[str, str] = {}
         for part in _PARTS[channel]:
             env = self._html_env if part == "html" else self._text_env
             try:
                 text = env.get_template(tname).render({**context, "part": part, "channel": channel})
             except jinja2.UndefinedError as e:
-                raise RenderError(f"Template {tname!r} ({part}): missing variable: {e.message}") from e
+                raise RenderError(
+                    f"Template {tname!r} ({part}): missing variable: {e.message}"
+                ) from e
             except jinja2.TemplateSyntaxError as e:
                 raise RenderError(f"Template {tname!r} line {e.lineno}: {e.message}") from e
             except jinja2.exceptions.SecurityError as e:
                 raise RenderError(f"Template {tname!r} ({part}) broke the sandbox: {e}") from e
             except Exception as e:  # any other template runtime error fails this message only
-                raise RenderError(f"Template {tname!r} ({part}) failed: {type(e).__name__}: {e}") from e
+                raise RenderError(
+                    f"Template {tname!r} ({part}) failed: {type(e).__name__}: {e}"
+                ) from e
             out[part] = text.strip()
         if channel != "sms" and not out.get("subject"):
             raise RenderError(f"Template {tname!r} rendered an empty subject for {channel}.")
         if not out.get("text"):
             raise RenderError(f"Template {tname!r} rendered an empty text part for {channel}.")
-        return Rendered(template=tname, text=out["text"], subject=out.get("subject"), html=out.get("html"))
+        return Rendered(
+            template=tname, text=out["text"], subject=out.get("subject"), html=out.get("html")
+        )
 
 
 def _offer_type(context: dict[str, Any]) -> str | None:
