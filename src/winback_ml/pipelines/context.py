@@ -334,6 +334,26 @@ class RunContext:
         self.written.append(p)
         return p
 
+    def configure_mlflow(self) -> str:
+        """Point MLflow (and :mod:`winback_ml.tracking.mlflow`) at this run's tracking URI.
+
+        ``mlflow_tracking_uri`` wins, then ``$MLFLOW_TRACKING_URI``, then
+        ``sqlite:///<project>/mlflow.db``; artifacts go to
+        ``$WINBACK_MLFLOW_ARTIFACTS`` or ``<project>/mlruns`` (set in the
+        environment here, so the tracking helpers of other stages agree
+        even though a notebook's working directory is ``notebooks/``).
+        """
+        uri = (
+            self.mlflow_tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{project_root() / 'mlflow.db'}"
+        )
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        os.environ.setdefault("WINBACK_MLFLOW_ARTIFACTS", str(project_root() / "mlruns"))
+        from winback_ml.tracking.mlflow import configure
+
+        return configure(uri)
+
     def log_to_mlflow(
         self,
         *,
@@ -351,15 +371,12 @@ class RunContext:
 
         import mlflow
 
-        if self.mlflow_tracking_uri:
-            mlflow.set_tracking_uri(self.mlflow_tracking_uri)
-        elif not os.environ.get("MLFLOW_TRACKING_URI"):
-            root = project_root()
-            mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        self.configure_mlflow()
         name = f"winback/{self.notebook}"
         if mlflow.get_experiment_by_name(name) is None:
-            art_root = os.environ.get("WINBACK_MLFLOW_ARTIFACTS") or str(project_root() / "mlruns")
-            mlflow.create_experiment(name, artifact_location=str(Path(art_root) / self.notebook))
+            art_root = os.environ["WINBACK_MLFLOW_ARTIFACTS"]
+            location = art_root if "://" in art_root else Path(art_root).resolve().as_uri()
+            mlflow.create_experiment(name, artifact_location=f"{location}/{self.notebook}")
         mlflow.set_experiment(name)
         with mlflow.start_run(run_name=self.run_id) as run:
             mlflow.set_tags({"winback.run_id": self.run_id, "winback.as_of": str(self.as_of)})
