@@ -123,7 +123,7 @@ class LoopbackSMTPServer:
                 return _XSMTP(self.handler, **self.SMTP_kwargs)
 
         self._controller = _Controller(
-            self, hostname="127.0.0.1", port=self.port, server_kwargs={"data_size_limit": 0}
+            self, hostname="127.0.0.1", port=self.port, data_size_limit=0
         )
         self._controller.start()
         return self
