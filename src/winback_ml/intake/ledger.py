@@ -510,14 +510,17 @@ class IntakeLedger:
                     status="received",
                 )
                 .on_conflict_do_nothing()
+                .returning(t.c.inbox_id)
             )
-            conn.execute(stmt)
-            row = conn.execute(
-                sa.select(t.c.inbox_id, t.c.status).where(
-                    t.c.provider == provider, t.c.body_sha256 == sha
-                )
-            ).first()
-            return int(row.inbox_id), None
+            new_id = conn.execute(stmt).scalar()
+            if new_id is None:  # a concurrent writer stored the same bytes first
+                row = conn.execute(
+                    sa.select(t.c.inbox_id, t.c.status).where(
+                        t.c.provider == provider, t.c.body_sha256 == sha
+                    )
+                ).first()
+                return int(row.inbox_id), row.status
+            return int(new_id), None
 
     def recover(self) -> list[Outcome]:
         """Process every inbox row left in ``received`` (after a crash or a kill)."""
@@ -561,7 +564,7 @@ class IntakeLedger:
                 )
             n = normalize(provider, body, apple_root=self.apple_root, now=self._now())
             with self._lock:
-                return self._apply(inbox_id, n, label)
+                return self._apply(inbox_id, n, label, was_dead=row.status == "dead_lettered")
         except SignatureError as e:
             return self._dead_letter(inbox_id, provider, body, label, str(e), "signature", n)
         except IntakeError as e:
@@ -573,7 +576,9 @@ class IntakeLedger:
             return self._dead_letter(inbox_id, provider, body, label, msg, "internal", n)
 
     # ------------------------------------------------------------------ apply
-    def _apply(self, inbox_id: int, n: Normalized, label: str) -> Outcome:
+    def _apply(
+        self, inbox_id: int, n: Normalized, label: str, *, was_dead: bool = False
+    ) -> Outcome:
         inbox = inbox_table
         now = self._now()
         created_sub: str | None = None
@@ -615,10 +620,15 @@ class IntakeLedger:
                 )
             events_t = self.store.table("events")
             new_events: list[dict[str, Any]] = []
+            stored = {}
+            if n.events:
+                ids = [e["event_id"] for e in n.events]
+                stored = {
+                    r.event_id: r
+                    for r in conn.execute(sa.select(events_t).where(events_t.c.event_id.in_(ids)))
+                }
             for e in n.events:
-                old = conn.execute(
-                    sa.select(events_t).where(events_t.c.event_id == e["event_id"])
-                ).first()
+                old = stored.get(e["event_id"])
                 if old is None:
                     new_events.append(e)
                     continue
@@ -666,16 +676,17 @@ class IntakeLedger:
                     error=None,
                 )
             )
-            dl = dead_letters_table
-            conn.execute(
-                dl.update()
-                .where(
-                    dl.c.provider == n.provider,
-                    dl.c.body_sha256 == _sha_of_inbox(conn, inbox_id),
-                    dl.c.status == "open",
+            if was_dead:
+                dl = dead_letters_table
+                conn.execute(
+                    dl.update()
+                    .where(
+                        dl.c.provider == n.provider,
+                        dl.c.body_sha256 == _sha_of_inbox(conn, inbox_id),
+                        dl.c.status == "open",
+                    )
+                    .values(status="resolved", resolved_at=now)
                 )
-                .values(status="resolved", resolved_at=now)
-            )
         out = Outcome(
             "accepted",
             n.provider,
@@ -693,11 +704,63 @@ class IntakeLedger:
                 self._replaying.discard(created_sub)
         return out
 
+    def _fold(
+        self,
+        conn: sa.Connection,
+        entity: str,
+        entity_id: str,
+        n: Normalized,
+        state: dict[str, Any],
+        baseline: dict[str, Any] | None,
+        *,
+        skip_none: bool,
+    ) -> dict[str, Any]:
+        """Store this payload's snapshot; return the fold of all snapshots in time order.
+
+        A row that existed before intake first touched it becomes a baseline
+        snapshot dated 1900-01-01, so the fold never depends on arrival order.
+        """
+        snaps = snapshots_table
+        rows = [
+            (r.occurred_at, r.provider, r.delivery_id, r.state)
+            for r in conn.execute(
+                sa.select(
+                    snaps.c.occurred_at, snaps.c.provider, snaps.c.delivery_id, snaps.c.state
+                ).where(snaps.c.entity == entity, snaps.c.entity_id == entity_id)
+            )
+        ]
+        ins = []
+        if not rows and baseline is not None:
+            ins.append((_BASELINE, "__baseline__", "__baseline__", _state_dump(baseline)))
+        if not any(r[1] == n.provider and r[2] == n.delivery_id for r in rows):
+            ins.append((n.occurred_at, n.provider, n.delivery_id, _state_dump(state)))
+        if ins:
+            conn.execute(
+                snaps.insert(),
+                [
+                    {
+                        "entity": entity,
+                        "entity_id": entity_id,
+                        "occurred_at": t,
+                        "provider": p,
+                        "delivery_id": d,
+                        "state": st,
+                    }
+                    for t, p, d, st in ins
+                ],
+            )
+        rows.extend(ins)
+        rows.sort(key=lambda r: (r[0], r[2], r[1]))
+        folded: dict[str, Any] = {}
+        for r in rows:
+            st = _state_load(r[3])
+            folded.update({k: v for k, v in st.items() if v is not None} if skip_none else st)
+        return folded
+
     def _apply_subscription(
         self, conn: sa.Connection, n: Normalized, sid: str
     ) -> tuple[dict[str, Any] | None, bool]:
         subs = self.store.table("subscriptions")
-        snaps = snapshots_table
         existing = conn.execute(sa.select(subs).where(subs.c.subscription_id == sid)).first()
         state = dict(n.subscription or {"subscription_id": sid})
         if existing is not None:
@@ -714,43 +777,8 @@ class IntakeLedger:
                     f"{n.provider}: subscription {sid!r} is a {ex['source']!r} subscription in the store; "
                     f"the payload comes from {state['source']!r}. Nothing was changed."
                 )
-            has_snaps = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(snaps)
-                .where(snaps.c.entity == "subscription", snaps.c.entity_id == sid)
-            ).scalar()
-            if not has_snaps:
-                base = {k: ex[k] for k in _SUB_COLS}
-                conn.execute(
-                    snaps.insert().values(
-                        entity="subscription",
-                        entity_id=sid,
-                        provider="__baseline__",
-                        delivery_id="__baseline__",
-                        occurred_at=_BASELINE,
-                        state=_state_dump(base),
-                    )
-                )
-        key = {
-            "entity": "subscription",
-            "entity_id": sid,
-            "provider": n.provider,
-            "delivery_id": n.delivery_id,
-        }
-        conn.execute(
-            self._insert(snaps)
-            .values(**key, occurred_at=n.occurred_at, state=_state_dump(state))
-            .on_conflict_do_nothing()
-        )
-        rows = conn.execute(
-            sa.select(snaps.c.state, snaps.c.occurred_at, snaps.c.delivery_id).where(
-                snaps.c.entity == "subscription", snaps.c.entity_id == sid
-            )
-        ).all()
-        rows.sort(key=lambda r: (r.occurred_at, r.delivery_id))
-        folded: dict[str, Any] = {}
-        for r in rows:
-            folded.update(_state_load(r.state))
+        baseline = {k: existing._mapping[k] for k in _SUB_COLS} if existing is not None else None
+        folded = self._fold(conn, "subscription", sid, n, state, baseline, skip_none=False)
         # end-of-service events are authoritative for ended_at / reason
         events_t = self.store.table("events")
         ends = conn.execute(
@@ -790,74 +818,38 @@ class IntakeLedger:
         new_events: list[dict[str, Any]],
     ) -> None:
         cust = self.store.table("customers")
-        snaps = snapshots_table
         existing = conn.execute(sa.select(cust).where(cust.c.customer_id == cid)).first()
         info = dict(n.customer or {"customer_id": cid})
         info["customer_id"] = cid
-        if existing is not None:
-            has_snaps = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(snaps)
-                .where(snaps.c.entity == "customer", snaps.c.entity_id == cid)
-            ).scalar()
-            if not has_snaps:
-                base = {
-                    k: existing._mapping[k] for k in _CUST_COLS if existing._mapping[k] is not None
-                }
-                conn.execute(
-                    snaps.insert().values(
-                        entity="customer",
-                        entity_id=cid,
-                        provider="__baseline__",
-                        delivery_id="__baseline__",
-                        occurred_at=_BASELINE,
-                        state=_state_dump(base),
-                    )
-                )
-        conn.execute(
-            self._insert(snaps)
-            .values(
-                entity="customer",
-                entity_id=cid,
-                provider=n.provider,
-                delivery_id=n.delivery_id,
-                occurred_at=n.occurred_at,
-                state=_state_dump(info),
-            )
-            .on_conflict_do_nothing()
-        )
-        rows = conn.execute(
-            sa.select(snaps.c.state, snaps.c.occurred_at, snaps.c.delivery_id).where(
-                snaps.c.entity == "customer", snaps.c.entity_id == cid
-            )
-        ).all()
-        rows.sort(key=lambda r: (r.occurred_at, r.delivery_id))
-        folded: dict[str, Any] = {}
-        times: list[datetime] = []
-        for r in rows:
-            st = _state_load(r.state)
-            if st.get("signup_at") is not None:
-                times.append(st["signup_at"])
-            folded.update({k: v for k, v in st.items() if v is not None})
-        # signup_at: the earliest time seen for the customer (order-independent: a min)
+        # signup_at: the earliest time seen for the customer; a min is order-independent
+        times: list[datetime] = [n.occurred_at]
+        times.extend(e["occurred_at"] for e in new_events)
+        if info.get("signup_at") is not None:
+            times.append(info["signup_at"])
         if existing is not None:
             times.append(existing._mapping["signup_at"])
         if sub_row is not None and sub_row.get("started_at") is not None:
             times.append(sub_row["started_at"])
-        subs = self.store.table("subscriptions")
-        first_start = conn.execute(
-            sa.select(sa.func.min(subs.c.started_at)).where(subs.c.customer_id == cid)
-        ).scalar()
-        if first_start is not None:
-            times.append(first_start)
-        events_t = self.store.table("events")
-        first_ev = conn.execute(
-            sa.select(sa.func.min(events_t.c.occurred_at)).where(events_t.c.customer_id == cid)
-        ).scalar()
-        if first_ev is not None:
-            times.append(first_ev)
-        times.extend(e["occurred_at"] for e in new_events)
-        times.append(n.occurred_at)
+        has_info = any(k not in ("customer_id", "signup_at") for k in info)
+        if not has_info:
+            if existing is None:
+                folded: dict[str, Any] = {}
+            else:
+                signup = min(times)
+                if signup < existing._mapping["signup_at"]:
+                    conn.execute(
+                        cust.update().where(cust.c.customer_id == cid).values(signup_at=signup)
+                    )
+                return
+        else:
+            baseline = None
+            if existing is not None:
+                baseline = {
+                    k: existing._mapping[k] for k in _CUST_COLS if existing._mapping[k] is not None
+                }
+            folded = self._fold(conn, "customer", cid, n, info, baseline, skip_none=True)
+            if folded.get("signup_at") is not None:
+                times.append(folded["signup_at"])
         values: dict[str, Any] = {
             "customer_id": cid,
             "signup_at": min(times),

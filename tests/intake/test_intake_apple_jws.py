@@ -1,0 +1,92 @@
+"""Apple signedPayload: x5c chain up to a user-supplied root, ES256 signature."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+import pytest
+
+from winback_ml.exceptions import SignatureError
+from winback_ml.intake import normalize
+from winback_ml.intake.samples import TestPKI, apple_notification, apple_renewal, apple_transaction
+
+NOW = datetime(2026, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return TestPKI.create()
+
+
+@pytest.fixture(scope="module")
+def body(pki):
+    return apple_notification(
+        "EXPIRED",
+        apple_transaction(),
+        subtype="BILLING_RETRY",
+        status=2,
+        renewal=apple_renewal(expiration_intent=2),
+        pki=pki,
+    )
+
+
+def test_verified_with_the_right_root(pki, body):
+    n = normalize("apple", body, apple_root=pki.root_pem, now=NOW)
+    assert n.verification == "verified"
+    assert n.events[0]["event_type"] == "expired" and n.events[0]["reason"] == "payment_failed"
+
+
+def test_unverified_without_root(body):
+    assert normalize("apple", body, now=NOW).verification == "unverified"
+
+
+def test_other_root_fails(body):
+    with pytest.raises(SignatureError, match="does not end at the supplied Apple root"):
+        normalize("apple", body, apple_root=TestPKI.create(name="Evil").root_pem, now=NOW)
+
+
+def test_tampered_payload_fails(pki, body):
+    token = json.loads(body)["signedPayload"]
+    h, p, s = token.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(p + "=="))
+    payload["subtype"] = "VOLUNTARY"  # turn an involuntary churn into a voluntary one
+    p2 = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+    forged = json.dumps({"signedPayload": f"{h}.{p2}.{s}"}).encode()
+    assert (
+        normalize("apple", forged, now=NOW).events[0]["reason"] == "unknown"
+    )  # unverified mode decodes it
+    with pytest.raises(SignatureError, match="signature does not verify"):
+        normalize("apple", forged, apple_root=pki.root_pem, now=NOW)
+
+
+def test_tampered_inner_transaction_fails(pki):
+    other = TestPKI.create(name="Other")
+    tx_jws = other.sign(apple_transaction())  # inner JWS signed by a different chain
+    payload = {
+        "notificationType": "DID_RENEW",
+        "notificationUUID": "u-1",
+        "signedDate": 1_740_000_000_000,
+        "data": {"signedTransactionInfo": tx_jws, "status": 1},
+    }
+    body = json.dumps({"signedPayload": pki.sign(payload)}).encode()
+    with pytest.raises(SignatureError, match="signedTransactionInfo"):
+        normalize("apple", body, apple_root=pki.root_pem, now=NOW)
+
+
+def test_certificate_not_valid_at_signed_date(body):
+    old = TestPKI.create(valid_from=datetime(2010, 1, 1), days=365)
+    b = apple_notification("DID_RENEW", apple_transaction(), pki=old)
+    with pytest.raises(SignatureError, match="not valid at signedDate"):
+        normalize("apple", b, apple_root=old.root_pem, now=NOW)
+
+
+def test_broken_chain(pki):
+    evil = TestPKI.create(name="Evil")
+    mixed = TestPKI(
+        root_pem=pki.root_pem, x5c=[evil.x5c[0], pki.x5c[1], pki.x5c[2]], _key=evil._key
+    )
+    b = apple_notification("DID_RENEW", apple_transaction(), pki=mixed)
+    with pytest.raises(SignatureError, match=r"x5c\[0\] is not signed by x5c\[1\]"):
+        normalize("apple", b, apple_root=pki.root_pem, now=NOW)
