@@ -1,0 +1,562 @@
+"""A structured offer-response model: P(return | customer, offer, channel) for any catalog offer.
+
+Past campaigns try a handful of arms (a plain message, a few discounts, a
+free month, ...), while the optimizer must price every offer of the catalog
+on every channel. This model pools every campaign's arms through a
+structure that generalises across discount depths and lengths:
+
+``P(return | x, offer, channel) = 1 - (1 - p0(x)) * (1 - u)``, ``u = 1 - exp(-v)``,
+
+``v = reach(channel | consent) * sum_r pi_r(x) R[r, type] * D(pct, months) * exp(-gamma * days_lapsed / 100 + beta_g . z(x))``
+
+* ``p0(x)``: P(return | no contact) from the base return model (an offset);
+* ``pi_r(x)``: the probability that the customer left for reason ``r``
+  (one-hot for a stated reason, the reason classifier's probabilities for an
+  inferred one);
+* ``R[r, type] = exp(a_type + b_{r,type})``: response of reason ``r`` to an
+  offer type; ``b`` is shrunk to 0 (an L2 penalty) so a reason with few
+  customers borrows the offer type's average;
+* ``D = (1 - exp(-pct / kappa)) * (1 - exp(-months / tau))`` for discounts
+  (diminishing returns in depth and length, both scales learnt), 1 otherwise:
+  untried depths and lengths inside the tried range are interpolated,
+  outside it they are clamped to the nearest tried value (stated in
+  ``attrs``);
+* ``reach``: e-mail ``can_email * sigmoid(rho_email)``, SMS likewise,
+  in-app ``sigmoid(rho_in_app + rho_app * app_customer)`` (in-app messages
+  reach users of the app platforms best), multi ``1 - (1 - r_email)(1 - r_sms)``;
+* ``gamma``: decay of the response with the days lapsed; ``beta_g . z``:
+  covariate effects (standardised log MRR, yearly plan, coupon-site
+  acquisition, earlier returns), one vector for incentive offers (discount,
+  free month, early renewal) and one for the others.
+
+Fit by penalised maximum likelihood (L-BFGS, analytic gradient) on the
+campaign history (:func:`offer_training_frame`). An offer type or channel
+that the history never tried gets NaN (no evidence), never a number.
+
+Invariants: days in days; money plays no role here; rows keep the input
+order; the fitted model stores parameters only, never rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from winback_ml.config import Offer
+from winback_ml.data.contract import CANCEL_REASONS, CHANNELS
+from winback_ml.exceptions import ModelError, NotFittedError
+
+__all__ = [
+    "REASONS",
+    "OFFER_TYPES_CONTACT",
+    "Z_FEATURES",
+    "StructuredOfferResponseModel",
+    "offer_features",
+    "offer_training_frame",
+]
+
+REASONS: tuple[str, ...] = tuple(r for r in CANCEL_REASONS if r != "unknown")
+OFFER_TYPES_CONTACT: tuple[str, ...] = (
+    "none",
+    "discount",
+    "free_month",
+    "feature_trial",
+    "resume_billing",
+    "early_renewal",
+)
+_INCENTIVE = ("discount", "free_month", "early_renewal")
+Z_FEATURES: tuple[str, ...] = ("z_log_mrr", "z_yearly", "z_coupon", "z_returned_before")
+_APP_SOURCES = ("app_store", "google_play")
+
+
+def offer_features(frame: pd.DataFrame, reasons: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Model inputs of customers (cohort rows or campaign assignments).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        ``days_lapsed``, ``can_email``, ``can_sms``, ``source``, ``mrr``,
+        ``billing_interval``, ``lapse_number``; optional
+        ``acquisition_channel``; and either ``p_<reason>`` columns or
+        ``cancel_reason``.
+    reasons : DataFrame, optional
+        :func:`winback_ml.cohort.reasons.infer_reasons` output aligned with
+        ``frame`` (its ``p_<reason>`` columns are used).
+
+    Returns
+    -------
+    DataFrame aligned with ``frame``: ``p_<reason>`` for every reason,
+    ``days_lapsed``, ``can_email``, ``can_sms``, ``app_customer`` and the raw
+    covariates ``log_mrr``, ``yearly``, ``coupon``, ``returned_before``.
+    """
+    need = ["days_lapsed", "can_email", "can_sms", "source", "mrr", "billing_interval"]
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise ModelError(
+            f"offer_features needs columns {need}; missing {missing}. "
+            "Fix: pass the lapsed cohort (build_lapsed_cohort) or offer_training_frame output."
+        )
+    out = pd.DataFrame(index=frame.index)
+    src = reasons if reasons is not None else frame
+    pcols = [f"p_{r}" for r in REASONS]
+    if all(c in src.columns for c in pcols):
+        P = src[pcols].to_numpy(float)
+        if reasons is not None:
+            P = P.reshape(len(frame), len(REASONS))
+    elif "cancel_reason" in src.columns:
+        r = src["cancel_reason"].astype(object).to_numpy()
+        P = np.column_stack([(r == k).astype(float) for k in REASONS])
+    else:
+        raise ModelError("offer_features needs p_<reason> columns or 'cancel_reason'.")
+    s = P.sum(axis=1, keepdims=True)
+    P = np.where(s > 0, P / np.where(s > 0, s, 1), 1.0 / len(REASONS))  # unknown -> uniform
+    for j, c in enumerate(pcols):
+        out[c] = P[:, j]
+    out["days_lapsed"] = frame["days_lapsed"].astype(float).to_numpy()
+    out["can_email"] = frame["can_email"].fillna(False).astype(float).to_numpy()
+    out["can_sms"] = frame["can_sms"].fillna(False).astype(float).to_numpy()
+    out["app_customer"] = frame["source"].isin(_APP_SOURCES).astype(float).to_numpy()
+    out["log_mrr"] = np.log1p(frame["mrr"].astype(float).fillna(0.0).to_numpy())
+    out["yearly"] = (frame["billing_interval"] == "year").astype(float).to_numpy()
+    acq = (
+        frame["acquisition_channel"]
+        if "acquisition_channel" in frame
+        else pd.Series("", index=frame.index)
+    )
+    out["coupon"] = (acq == "coupon_site").astype(float).to_numpy()
+    ln = frame["lapse_number"] if "lapse_number" in frame else pd.Series(1, index=frame.index)
+    out["returned_before"] = (ln.astype(float) > 1).astype(float).to_numpy()
+    return out
+
+
+def offer_training_frame(
+    data: Any,
+    as_of: Any,
+    attribution_window_days: int = 30,
+    episodes: pd.DataFrame | None = None,
+    reason_classifier: Any = None,
+) -> pd.DataFrame:
+    """One row per past campaign assignment with the customer's state at assignment.
+
+    The lapse of each assignment is the customer's latest lapse ended at or
+    before ``assigned_at``; its reason is the stated one or the reason
+    classifier's probabilities (features dated at or before the lapse's
+    end). Outcome: :func:`winback_ml.models.uplift_campaigns.build_campaign_outcomes`.
+
+    Returns
+    -------
+    DataFrame
+        The assignment and arm columns, ``reactivated``, ``revenue``,
+        ``lapse_id``, ``days_lapsed`` (at assignment) and the columns of
+        :func:`offer_features`; ``attrs["dropped"]`` counts assignments with
+        no lapse before them (left out).
+    """
+    from winback_ml.cohort import build_lapse_episodes
+    from winback_ml.cohort.reasons import infer_reasons
+    from winback_ml.models.uplift_campaigns import build_campaign_outcomes
+
+    out = build_campaign_outcomes(data, as_of, attribution_window_days)
+    if out.empty:
+        return out
+    eps = build_lapse_episodes(data, as_of) if episodes is None else episodes
+    e = eps[["customer_id", "lapse_id", "ended_at"]].sort_values("ended_at", kind="mergesort")
+    o = out.sort_values("assigned_at", kind="mergesort").reset_index(drop=True)
+    m = pd.merge_asof(
+        o, e, left_on="assigned_at", right_on="ended_at", by="customer_id", direction="backward"
+    )
+    dropped = int(m["lapse_id"].isna().sum())
+    m = m[m["lapse_id"].notna()].reset_index(drop=True)
+    ep = eps.set_index("lapse_id")
+    for c in ("source", "mrr", "billing_interval", "lapse_number", "plan_tier"):
+        m[c] = m["lapse_id"].map(ep[c])
+    m["days_lapsed"] = (m["assigned_at"] - m["ended_at"]).dt.total_seconds() / 86400.0
+    tables = data.tables() if hasattr(data, "tables") else dict(data)
+    cust = tables["customers"].drop_duplicates("customer_id").set_index("customer_id")
+    m["can_email"] = (
+        m["customer_id"].map(cust["email_opt_in"] & cust["email"].notna()).fillna(False)
+    )
+    m["can_sms"] = m["customer_id"].map(cust["sms_opt_in"] & cust["phone"].notna()).fillna(False)
+    m["acquisition_channel"] = m["customer_id"].map(cust["acquisition_channel"])
+    rs = infer_reasons(
+        data, m[["customer_id", "lapse_id"]], as_of, classifier=reason_classifier, episodes=eps
+    )
+    feats = offer_features(m, rs.reset_index(drop=True))
+    m = pd.concat([m, feats.drop(columns=[c for c in feats.columns if c in m.columns])], axis=1)
+    m["cancel_reason"] = rs["cancel_reason"].to_numpy()
+    m["reason_source"] = rs["reason_source"].to_numpy()
+    m.attrs["dropped"] = dropped
+    m.attrs["reason_classifier"] = rs.attrs.get("classifier")
+    return m
+
+
+def _sigmoid(x: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+class StructuredOfferResponseModel:
+    """Penalised-likelihood offer-response model (see the module docstring).
+
+    Parameters
+    ----------
+    penalty_reason : float
+        L2 penalty on the reason deviations ``b`` (pooling to the offer type).
+    penalty_beta : float
+        L2 penalty on covariate effects and on ``gamma``.
+    min_type_rows : int
+        An offer type (or channel) tried on fewer assignments is "untried":
+        its predictions are NaN.
+    max_iter : int
+    """
+
+    def __init__(
+        self,
+        penalty_reason: float = 2.0,
+        penalty_beta: float = 2.0,
+        min_type_rows: int = 30,
+        max_iter: int = 500,
+    ) -> None:
+        self.penalty_reason = penalty_reason
+        self.penalty_beta = penalty_beta
+        self.min_type_rows = min_type_rows
+        self.max_iter = max_iter
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {
+            "penalty_reason": self.penalty_reason,
+            "penalty_beta": self.penalty_beta,
+            "min_type_rows": self.min_type_rows,
+            "max_iter": self.max_iter,
+        }
+
+    def set_params(self, **params: Any) -> StructuredOfferResponseModel:
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    # ------------------------------------------------------------------ layout
+    _nR, _nT, _nZ = len(REASONS), len(OFFER_TYPES_CONTACT), len(Z_FEATURES)
+
+    def _slices(self) -> dict[str, slice]:
+        nR, nT, nZ = self._nR, self._nT, self._nZ
+        sizes = [
+            ("a", nT),
+            ("b", nR * nT),
+            ("kappa", 1),
+            ("tau", 1),
+            ("rho", 4),
+            ("gamma", 1),
+            ("beta", 2 * nZ),
+        ]
+        out, i = {}, 0
+        for k, s in sizes:
+            out[k] = slice(i, i + s)
+            i += s
+        out["_n"] = slice(0, i)
+        return out
+
+    def _z(self, F: pd.DataFrame) -> np.ndarray:
+        raw = np.column_stack(
+            [F["log_mrr"], F["yearly"], F["coupon"], F["returned_before"]]
+        ).astype(float)
+        return (raw - self.z_mean_) / self.z_std_
+
+    @staticmethod
+    def _design(
+        F: pd.DataFrame,
+        offer_type: np.ndarray,
+        pct: np.ndarray,
+        months: np.ndarray,
+        channel: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        t_idx = np.array([OFFER_TYPES_CONTACT.index(t) for t in offer_type])
+        ch = np.asarray(channel, dtype=object)
+        return {
+            "P": F[[f"p_{r}" for r in REASONS]].to_numpy(float),
+            "t": t_idx,
+            "pct": np.asarray(pct, float),
+            "mon": np.asarray(months, float),
+            "is_disc": (np.asarray(offer_type, dtype=object) == "discount"),
+            "incentive": np.isin(np.asarray(offer_type, dtype=object), _INCENTIVE),
+            "ch": ch,
+            "ce": F["can_email"].to_numpy(float),
+            "cs": F["can_sms"].to_numpy(float),
+            "app": F["app_customer"].to_numpy(float),
+            "d": F["days_lapsed"].to_numpy(float) / 100.0,
+        }
+
+    def _v_parts(
+        self, theta: np.ndarray, X: dict[str, np.ndarray], z: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        s = self._slices()
+        nR, nT, nZ = self._nR, self._nT, self._nZ
+        a = theta[s["a"]]
+        b = theta[s["b"]].reshape(nR, nT)
+        kappa = np.exp(theta[s["kappa"]][0])
+        tau = np.exp(theta[s["tau"]][0])
+        rho = theta[s["rho"]]
+        gamma = theta[s["gamma"]][0]
+        beta = theta[s["beta"]].reshape(2, nZ)
+        n = len(X["t"])
+        Rm = np.exp(a[None, :] + b)  # (nR, nT)
+        contrib = X["P"] * Rm[:, X["t"]].T  # (n, nR)
+        S = contrib.sum(axis=1)
+        ep = np.exp(-X["pct"] / kappa)
+        em = np.exp(-X["mon"] / tau)
+        D = np.where(X["is_disc"], (1 - ep) * (1 - em), 1.0)
+        se, ss = _sigmoid(rho[0]), _sigmoid(rho[1])
+        sa = _sigmoid(rho[2] + rho[3] * X["app"])
+        re, rs = X["ce"] * se, X["cs"] * ss
+        ch = X["ch"]
+        reach = np.select(
+            [ch == "email", ch == "sms", ch == "in_app", ch == "multi"],
+            [re, rs, sa, 1 - (1 - re) * (1 - rs)],
+            default=0.0,
+        )
+        g = X["incentive"].astype(int)
+        lin = -gamma * X["d"] + np.einsum("ij,ij->i", z, beta[g])
+        E = np.exp(np.clip(lin, -30, 30))
+        v = reach * S * D * E
+        return dict(
+            v=v,
+            S=S,
+            contrib=contrib,
+            D=D,
+            ep=ep,
+            em=em,
+            kappa=kappa,
+            tau=tau,
+            se=se,
+            ss=ss,
+            sa=sa,
+            re=re,
+            rs=rs,
+            reach=reach,
+            E=E,
+            g=g,
+            n=np.array(n),
+        )
+
+    def _nll(
+        self,
+        theta: np.ndarray,
+        X: dict[str, np.ndarray],
+        z: np.ndarray,
+        y: np.ndarray,
+        p0: np.ndarray,
+    ) -> tuple[float, np.ndarray]:
+        s = self._slices()
+        nR, nT, nZ = self._nR, self._nT, self._nZ
+        q = self._v_parts(theta, X, z)
+        v = q["v"]
+        ev = np.exp(-v)
+        p = 1 - (1 - p0) * ev
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        ll = y * np.log(p) + (1 - y) * np.log(1 - p)
+        dl_dp = y / p - (1 - y) / (1 - p)
+        w = -dl_dp * (1 - p0) * ev  # dNLL/dv
+        grad = np.zeros_like(theta)
+        wv = w * v
+        # a, b
+        ga = np.bincount(X["t"], weights=wv, minlength=nT)
+        share = np.divide(
+            q["contrib"],
+            q["S"][:, None],
+            out=np.zeros_like(q["contrib"]),
+            where=q["S"][:, None] > 0,
+        )
+        gb = np.zeros((nR, nT))
+        for t in range(nT):
+            m = X["t"] == t
+            if m.any():
+                gb[:, t] = (wv[m, None] * share[m]).sum(axis=0)
+        grad[s["a"]] = ga
+        grad[s["b"]] = gb.ravel()
+        # kappa, tau (discount rows only)
+        dm = X["is_disc"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xk = X["pct"] / q["kappa"]
+            dlogD_k = np.where(dm, -q["ep"] * xk / (1 - q["ep"]), 0.0)
+            xt = X["mon"] / q["tau"]
+            dlogD_t = np.where(dm, -q["em"] * xt / (1 - q["em"]), 0.0)
+        grad[s["kappa"]] = np.nansum(wv * dlogD_k)
+        grad[s["tau"]] = np.nansum(wv * dlogD_t)
+        # reach
+        rest = np.divide(v, q["reach"], out=np.zeros_like(v), where=q["reach"] > 0)
+        ch = X["ch"]
+        de = X["ce"] * q["se"] * (1 - q["se"])
+        ds = X["cs"] * q["ss"] * (1 - q["ss"])
+        da = q["sa"] * (1 - q["sa"])
+        dr_e = np.select([ch == "email", ch == "multi"], [de, de * (1 - q["rs"])], default=0.0)
+        dr_s = np.select([ch == "sms", ch == "multi"], [ds, ds * (1 - q["re"])], default=0.0)
+        dr_a = np.where(ch == "in_app", da, 0.0)
+        rho_s = s["rho"].start
+        grad[rho_s] = np.sum(w * rest * dr_e)
+        grad[rho_s + 1] = np.sum(w * rest * dr_s)
+        grad[rho_s + 2] = np.sum(w * rest * dr_a)
+        grad[rho_s + 3] = np.sum(w * rest * dr_a * X["app"])
+        grad[s["gamma"]] = np.sum(wv * -X["d"])
+        gbeta = np.zeros((2, nZ))
+        for gi in (0, 1):
+            m = q["g"] == gi
+            gbeta[gi] = (wv[m, None] * z[m]).sum(axis=0)
+        grad[s["beta"]] = gbeta.ravel()
+        # penalties
+        b = theta[s["b"]]
+        beta = theta[s["beta"]]
+        gam = theta[s["gamma"]]
+        pen = (
+            self.penalty_reason * np.sum(b**2)
+            + self.penalty_beta * (np.sum(beta**2) + np.sum(gam**2))
+            + 0.01 * np.sum(theta[s["a"]] ** 2)
+        )
+        grad[s["b"]] += 2 * self.penalty_reason * b
+        grad[s["beta"]] += 2 * self.penalty_beta * beta
+        grad[s["gamma"]] += 2 * self.penalty_beta * gam
+        grad[s["a"]] += 0.02 * theta[s["a"]]
+        return float(-ll.sum() + pen), grad
+
+    # ------------------------------------------------------------------ API
+    def fit(self, frame: pd.DataFrame, p0: np.ndarray) -> StructuredOfferResponseModel:
+        """Fit on :func:`offer_training_frame` rows; ``p0`` = P(return | no contact) of each row."""
+        need = [
+            "is_control",
+            "offer_type",
+            "discount_pct",
+            "discount_months",
+            "channel",
+            "reactivated",
+        ]
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise ModelError(
+                f"StructuredOfferResponseModel.fit needs columns {need}; missing {missing}."
+            )
+        p0 = np.clip(np.asarray(p0, dtype=float), 0.0, 0.999)
+        if p0.shape != (len(frame),) or np.any(~np.isfinite(p0)):
+            raise ModelError("p0 must hold one finite probability per training row.")
+        ctl = frame["is_control"].astype(bool).to_numpy()
+        if ctl.sum() == 0:
+            raise ModelError(
+                "The campaign history has no control (not contacted) customers, so no offer's effect "
+                "can be told apart from natural returns. Fix: keep a randomized control arm."
+            )
+        tr = frame[~ctl]
+        counts = tr["offer_type"].value_counts()
+        self.tried_types_ = sorted(
+            t for t in OFFER_TYPES_CONTACT if counts.get(t, 0) >= self.min_type_rows
+        )
+        chc = tr["channel"].value_counts()
+        self.tried_channels_ = sorted(c for c in CHANNELS if chc.get(c, 0) >= self.min_type_rows)
+        disc = tr[tr["offer_type"] == "discount"]
+        self.discount_range_ = (
+            (float(disc["discount_pct"].min()), float(disc["discount_pct"].max()))
+            if len(disc)
+            else (0.0, 0.0)
+        )
+        self.months_range_ = (
+            (float(disc["discount_months"].min()), float(disc["discount_months"].max()))
+            if len(disc)
+            else (0.0, 0.0)
+        )
+        raw = np.column_stack(
+            [tr["log_mrr"], tr["yearly"], tr["coupon"], tr["returned_before"]]
+        ).astype(float)
+        self.z_mean_ = raw.mean(axis=0)
+        self.z_std_ = np.where(raw.std(axis=0) > 0, raw.std(axis=0), 1.0)
+        y = tr["reactivated"].to_numpy(float)
+        X = self._design(
+            tr,
+            tr["offer_type"].to_numpy(object),
+            tr["discount_pct"].to_numpy(float),
+            tr["discount_months"].to_numpy(float),
+            tr["channel"].to_numpy(object),
+        )
+        z = self._z(tr)
+        s = self._slices()
+        theta0 = np.zeros(s["_n"].stop)
+        theta0[s["a"]] = np.log(0.05)
+        theta0[s["kappa"]] = np.log(15.0)
+        theta0[s["tau"]] = np.log(2.0)
+        res = minimize(
+            self._nll,
+            theta0,
+            args=(X, z, y, p0[~ctl]),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": self.max_iter},
+        )
+        if not np.all(np.isfinite(res.x)):
+            raise ModelError(f"The offer-response model did not converge: {res.message}")
+        self.theta_ = res.x
+        self.converged_ = bool(res.success)
+        self.n_train_ = int(len(tr))
+        self.n_control_ = int(ctl.sum())
+        self.nll_ = float(res.fun)
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "theta_"):
+            raise NotFittedError(
+                "This StructuredOfferResponseModel is not fitted yet. Call 'fit' first."
+            )
+
+    def response_table(self) -> pd.DataFrame:
+        """``R[reason, offer type]``: fitted response of a fully reached customer (untried types NaN)."""
+        self._check()
+        s = self._slices()
+        a = self.theta_[s["a"]]
+        b = self.theta_[s["b"]].reshape(self._nR, self._nT)
+        R = pd.DataFrame(
+            np.exp(a[None, :] + b), index=list(REASONS), columns=list(OFFER_TYPES_CONTACT)
+        )
+        for t in OFFER_TYPES_CONTACT:
+            if t not in self.tried_types_:
+                R[t] = np.nan
+        return R
+
+    @property
+    def reach_(self) -> dict[str, float]:
+        self._check()
+        rho = self.theta_[self._slices()["rho"]]
+        return {
+            "email": float(_sigmoid(rho[0])),
+            "sms": float(_sigmoid(rho[1])),
+            "in_app_other": float(_sigmoid(rho[2])),
+            "in_app_app_customer": float(_sigmoid(rho[2] + rho[3])),
+        }
+
+    def predict_return_probability(
+        self, features: pd.DataFrame, offer: Offer, channel: str, p0: np.ndarray
+    ) -> np.ndarray:
+        """P(return within the attribution window | contacted with ``offer`` on ``channel``).
+
+        ``features`` from :func:`offer_features`; ``p0`` aligned with it.
+        NaN for an offer type or channel the history never tried.
+        """
+        self._check()
+        n = len(features)
+        p0 = np.asarray(p0, dtype=float)
+        if offer.offer_type not in self.tried_types_ or channel not in self.tried_channels_:
+            return np.full(n, np.nan)
+        pct = (
+            float(np.clip(offer.discount_pct, *self.discount_range_))
+            if offer.offer_type == "discount"
+            else float(offer.discount_pct)
+        )
+        mon = (
+            float(np.clip(offer.discount_months, *self.months_range_))
+            if offer.offer_type == "discount"
+            else float(offer.discount_months)
+        )
+        X = self._design(
+            features,
+            np.full(n, offer.offer_type, dtype=object),
+            np.full(n, pct),
+            np.full(n, mon),
+            np.full(n, channel, dtype=object),
+        )
+        v = self._v_parts(self.theta_, X, self._z(features))["v"]
+        return 1 - (1 - p0) * np.exp(-v)
