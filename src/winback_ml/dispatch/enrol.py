@@ -73,6 +73,7 @@ TARGET_COLUMNS = (
 )
 #: Offers that come with a discount code.
 CODE_OFFERS = ("discount", "free_month", "feature_trial", "early_renewal")
+_PCT_OFFERS = ("discount", "early_renewal")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 
@@ -406,9 +407,11 @@ def plan_enrolment(
                 "campaign_id": campaign_id,
                 "arm_id": contract_arm,
                 "is_control": bool(arm.is_control),
-                "offer_type": offer_type,
-                "discount_pct": pct,
-                "discount_months": months,
+                # a control arm is not contacted: the contract wants offer 'none'; the offer it
+                # stands in for is named in its arm id
+                "offer_type": "none" if arm.is_control else offer_type,
+                "discount_pct": pct if offer_type in _PCT_OFFERS and not arm.is_control else 0.0,
+                "discount_months": 0 if arm.is_control else months,
                 "channel": channel,
                 "message_variant": arm.message_variant,
                 "send_delay_days": int(arm.send_delay_days),

@@ -11,9 +11,10 @@ Invariants
 * Assignments are written to the contract tables ``campaigns``,
   ``campaign_arms`` and ``campaign_assignments`` so that the next uplift
   evaluation reads them. One contract arm row per (arm, offer, channel)
-  actually used: ``<arm_id>|<offer key>|<channel>``; a holdout row records
-  the offer and channel the customer *would* have got, so uplift can be
-  estimated per offer against its own control.
+  actually used: ``<arm_id>|<offer key>|<channel>``. A holdout row has
+  ``offer_type='none'`` (the contract: a control arm is not contacted) and
+  names in its arm id the offer and channel the customer *would* have got,
+  so uplift can be estimated per offer against its own control.
 """
 
 from __future__ import annotations
