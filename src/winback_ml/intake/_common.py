@@ -270,7 +270,7 @@ def from_unix_seconds(v: Any, provider: str, path: str) -> datetime:
             f"{_where(provider, path)} must be unix seconds (an integer). "
             f"Got {type(v).__name__} {_short(v)} instead."
         )
-    if v > 10**11:
+    if abs(v) > 10**11:
         raise IntakeError(
             f"{_where(provider, path)} is {v}: too large for unix seconds (milliseconds?). "
             "Fix: send the provider's timestamp unchanged."

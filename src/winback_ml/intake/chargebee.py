@@ -147,7 +147,11 @@ def _state(sub: dict[str, Any]) -> dict[str, Any]:
         st["currency"] = currency.upper()
         pid, price = _plan(sub, currency)
         unit = opt(sub, "billing_period_unit", str, P)
-        period = sub.get("billing_period") if isinstance(sub.get("billing_period"), int) else 1
+        period = sub.get("billing_period", 1)
+        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+            raise IntakeError(
+                f"{P}: subscription.billing_period must be a positive integer. Got {period!r}."
+            )
         if pid:
             st["plan_id"] = pid
             meta = sub.get("meta_data") if isinstance(sub.get("meta_data"), dict) else {}

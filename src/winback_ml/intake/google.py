@@ -146,7 +146,7 @@ def _cancel_context(res: dict[str, Any]) -> tuple[str, str, str | None, Any]:
         survey = ctx[m].get("cancelSurveyResult")
         if isinstance(survey, dict) and survey.get("reason") is not None:
             sr = survey["reason"]
-            if sr not in GOOGLE_SURVEY_REASONS:
+            if not isinstance(sr, str) or sr not in GOOGLE_SURVEY_REASONS:
                 raise IntakeError(
                     f"{P}: cancelSurveyResult.reason {sr!r} is unknown; expected one of "
                     f"{sorted(GOOGLE_SURVEY_REASONS)}."

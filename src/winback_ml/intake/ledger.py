@@ -482,10 +482,12 @@ class IntakeLedger:
         self.create_schema()
         sha = hashlib.sha256(body).hexdigest()
         keep = body if len(body) <= MAX_BODY_BYTES else body[:_KEEP_BYTES]
+        # headers is None: a file (no transport signature); a mapping (even empty): HTTP,
+        # whose signature header is checked when a secret is configured
         hdr = None
-        if headers:
+        if headers is not None:
             sig = {k: v for k, v in headers.items() if k.lower() == "stripe-signature"}
-            hdr = json.dumps(sig) if sig else None
+            hdr = json.dumps(sig)
         t = inbox_table
         with self._lock, self.engine.begin() as conn:
             row = conn.execute(
@@ -494,7 +496,7 @@ class IntakeLedger:
                 )
             ).first()
             if row is not None:
-                if hdr and row.status in ("received", "dead_lettered"):
+                if hdr is not None and row.status in ("received", "dead_lettered"):
                     conn.execute(t.update().where(t.c.inbox_id == row.inbox_id).values(headers=hdr))
                 return int(row.inbox_id), row.status
             stmt = (
@@ -545,7 +547,7 @@ class IntakeLedger:
         if row is None:
             raise IntakeError(f"inbox row {inbox_id} does not exist.")
         provider, body, label = row.provider, bytes(row.body), row.label or ""
-        headers = json.loads(row.headers) if row.headers else None
+        headers = json.loads(row.headers) if row.headers is not None else None
         n: Normalized | None = None
         try:
             if row.body_size > MAX_BODY_BYTES:

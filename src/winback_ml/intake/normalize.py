@@ -93,6 +93,20 @@ def normalize(
         raise IntakeError(
             f"{p}: payload too deeply nested or too large ({type(e).__name__})."
         ) from None
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        ZeroDivisionError,
+    ) as e:
+        # a shape no explicit check anticipated: still a precise, non-crashing rejection
+        raise IntakeError(
+            f"{p}: payload does not follow the provider's documented schema "
+            f"({type(e).__name__}: {e}). Fix: send the body exactly as the provider sent it."
+        ) from None
     return check_normalized(n, now)
 
 

@@ -181,7 +181,8 @@ def _expiration(res: dict[str, Any]) -> tuple[str, str, str | None]:
 
 def _codes(res: dict[str, Any]) -> list[str]:
     out = []
-    for red in res.get("coupon_redemptions") or []:
+    reds = res.get("coupon_redemptions")
+    for red in reds if isinstance(reds, list) else []:
         if isinstance(red, dict) and isinstance(red.get("coupon"), dict):
             code = red["coupon"].get("code")
             if isinstance(code, str):

@@ -274,6 +274,10 @@ def _subscription_state(sub: dict[str, Any], basil: bool) -> dict[str, Any]:
         recurring = price.get("recurring") if isinstance(price.get("recurring"), dict) else price
         interval = recurring.get("interval")
         count = recurring.get("interval_count") or 1
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise IntakeError(
+                f"{P}: price interval_count must be a positive integer. Got {count!r}."
+            )
         if interval not in ("month", "year", "week", "day", None):
             raise IntakeError(f"{P}: price interval {interval!r} is not month/year/week/day.")
         plan_id = _id_of(price) or "unknown"
@@ -347,6 +351,11 @@ def _cancel_reason(sub: dict[str, Any]) -> tuple[str, str, str | None]:
         return "unknown", "customer", None
     raw = cd.get("reason")
     feedback = cd.get("feedback")
+    for name, v in (("reason", raw), ("feedback", feedback)):
+        if v is not None and not isinstance(v, str):
+            raise IntakeError(
+                f"{P}: cancellation_details.{name} must be a string or null. Got {type(v).__name__}."
+            )
     if raw is not None and raw not in STRIPE_REASONS:
         raise IntakeError(
             f"{P}: cancellation_details.reason {raw!r} is unknown; expected one of "
