@@ -90,6 +90,7 @@ __all__ = ["World", "WorldTruth", "make_world", "load_world", "load_truth"]
 
 _R = {r: i for i, r in enumerate(TRUE_REASONS)}
 _INF = np.int64(2**62)
+_USAGE_CHUNK = 2_000_000  # usage rows generated at a time (fixed: part of determinism)
 
 # country, language, time zones, currency, phone prefix, national digits, weight
 _COUNTRIES = [
@@ -361,7 +362,7 @@ class World:
         out.mkdir(parents=True, exist_ok=True)
         for name, df in self.tables.items():
             if fmt == "parquet":
-                df.to_parquet(out / f"{name}.parquet", index=False)
+                _write_parquet(name, df, out / f"{name}.parquet")
             else:
                 df.to_csv(out / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S")
         self.truth.write(out / "_truth")
@@ -375,6 +376,33 @@ class World:
 
         (out / "_truth" / "world.json").write_text(json.dumps(meta, indent=1))
         return out
+
+
+_PA_CHUNK = 2_000_000  # rows per Parquet row group when writing big tables
+
+
+def _write_parquet(name: str, df: pd.DataFrame, path: Path) -> None:
+    """Write a contract table to Parquet in row groups, with the contract's Arrow types.
+
+    Converting a 45-million-row table in one go would double its memory; slices of
+    ``_PA_CHUNK`` rows keep the peak small.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kinds = {
+        "string": pa.string(),
+        "timestamp": pa.timestamp("ns"),
+        "date": pa.timestamp("ns"),
+        "float": pa.float64(),
+        "int": pa.int64(),
+        "bool": pa.bool_(),
+    }
+    schema = pa.schema([(c.name, kinds[c.kind]) for c in TABLES[name].columns])
+    with pq.ParquetWriter(path, schema) as writer:
+        for lo in range(0, max(len(df), 1), _PA_CHUNK):
+            part = df.iloc[lo : lo + _PA_CHUNK]
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
 def load_world(out_dir: str | Path) -> World:
@@ -969,7 +997,8 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
             "email_opt_in": c["email_opt"].astype(bool),
             "sms_opt_in": c["sms_opt"].astype(bool),
             "acquisition_channel": np.array(_ACQ, dtype=object)[c["acq"]],
-        }
+        },
+        copy=False,
     )
 
     # ---------------------------------------------------------------- episodes (global)
@@ -1077,7 +1106,8 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
             "ended_at": _ts(ep_end),
             "cancel_reason": stated,
             "cancel_comment": comment,
-        }
+        },
+        copy=False,
     )
 
     # ---------------------------------------------------------------- events
@@ -1127,9 +1157,12 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
             "currency": e_cur,
             "reason": e_reason,
             "detail": detail,
-        }
+        },
+        copy=False,
     )
-    del e_ep, e_t, e_ty, e_amt
+    del e_ep, e_t, e_ty, e_amt, ev_names, e_reason, e_cur, detail
+    for r in rounds:
+        r[0]["ev"] = None
 
     # ---------------------------------------------------------------- usage
     usage = _usage(sim, ep_cust, ep_start, ep_end, cust_ids)
@@ -1207,7 +1240,8 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
             "uplift_at_assignment": uplift,
             "true_segment": seg,
             "interviewed_at": _ts(iv_t),
-        }
+        },
+        copy=False,
     )
     pf = (
         pd.DataFrame(
@@ -1244,24 +1278,49 @@ def _usage(
     stop = np.where(ep_end >= 0, ep_end - 1, E)
     stop = np.minimum(stop, E - week)  # only complete weeks
     nw = np.maximum(0, (stop - first) // week + 1)
-    tot = int(nw.sum())
-    rep = np.repeat(np.arange(len(ep_cust)), nw)
-    off = np.arange(tot) - np.repeat(np.cumsum(nw) - nw, nw)
-    ws = first[rep] + off * week
-    cidx = ep_cust[rep]
-    months = (ws - ep_start[rep]) / (30.436875 * DAY)
-    e = sim.L["engagement0"][cidx] * np.exp(-sim.L["engagement_decay"][cidx] * months)
-    sessions = rng.poisson(P["sessions_per_week"] * e)
-    minutes = np.round(sessions * rng.gamma(2.0, 6.0, tot), 1)
-    feats = rng.binomial(np.minimum(sessions, 15), 0.2 + 0.5 * sim.L["skill"][cidx])
+    # chunks of episodes of at most _USAGE_CHUNK rows keep the temporaries small at 1M customers
+    ends = np.cumsum(nw)
+    cuts = [0]
+    while cuts[-1] < len(nw):
+        base = ends[cuts[-1] - 1] if cuts[-1] > 0 else 0
+        nxt = int(np.searchsorted(ends, base + _USAGE_CHUNK, side="right"))
+        cuts.append(max(nxt, cuts[-1] + 1))
+    tot_all = int(nw.sum())
+    col_c = np.empty(tot_all, dtype=object)
+    col_w = np.empty(tot_all, dtype="datetime64[ns]")
+    col_s = np.empty(tot_all, dtype=np.int64)
+    col_m = np.empty(tot_all, dtype=np.float64)
+    col_f = np.empty(tot_all, dtype=np.int64)
+    pos = 0
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        nwc = nw[lo:hi]
+        tot = int(nwc.sum())
+        rep = np.repeat(np.arange(lo, hi), nwc)
+        off = np.arange(tot) - np.repeat(np.cumsum(nwc) - nwc, nwc)
+        ws = first[rep] + off * week
+        cidx = ep_cust[rep]
+        months = (ws - ep_start[rep]) / (30.436875 * DAY)
+        del rep, off
+        e = sim.L["engagement0"][cidx] * np.exp(-sim.L["engagement_decay"][cidx] * months)
+        del months
+        sessions = rng.poisson(P["sessions_per_week"] * e)
+        del e
+        sl = slice(pos, pos + tot)
+        col_m[sl] = np.round(sessions * rng.gamma(2.0, 6.0, tot), 1)
+        col_f[sl] = rng.binomial(np.minimum(sessions, 15), 0.2 + 0.5 * sim.L["skill"][cidx])
+        col_s[sl] = sessions
+        col_w[sl] = _ts(ws)
+        col_c[sl] = cust_ids[cidx]
+        pos += tot
     return pd.DataFrame(
         {
-            "customer_id": cust_ids[cidx],
-            "week_start": _ts(ws),
-            "sessions": sessions.astype(np.int64),
-            "active_minutes": minutes.astype(np.float64),
-            "features_used": feats.astype(np.int64),
-        }
+            "customer_id": col_c,
+            "week_start": col_w,
+            "sessions": col_s,
+            "active_minutes": col_m,
+            "features_used": col_f,
+        },
+        copy=False,
     )
 
 
@@ -1320,7 +1379,8 @@ def _tickets(
             "category": cat,
             "is_complaint": comp.astype(bool),
             "csat": csat_s,
-        }
+        },
+        copy=False,
     )
 
 

@@ -704,7 +704,8 @@ class WorldTruth:
             return out
         u = self._uplift_u(cidx[lapsed], prep["reason"][e], d[lapsed], offer, channel)
         g = treat_return_cdf(within_days, P["offer_window_days"], P["treat_return_mean_days"])
-        out[lapsed] = 1.0 - (1.0 - base) * (1.0 - u * g)
+        ug = u * g
+        out[lapsed] = np.where(ug > 0, 1.0 - (1.0 - base) * (1.0 - ug), base)
         return out
 
     def _uplift_u(
@@ -1006,10 +1007,12 @@ class WorldTruth:
         e = np.where(ep >= 0, ep, 0)
         ended = prep["ended"][e]
         lapsed_now = (ep >= 0) & (ended >= 0) & (ended <= t)
-        # an active customer at as_of: their latest lapse is the previous episode
-        prev = np.where(lapsed_now, ep, ep - 1)
-        ok = prev >= 0
-        pe = np.where(ok, prev, 0)
+        # an active customer at as_of: their latest lapse is their previous episode
+        q = cidx.astype(np.int64) * (1 << 32) + t
+        pos = np.searchsorted(prep["key"], q, side="right") - 1
+        prev_pos = np.where(lapsed_now, pos, pos - 1)
+        ok = (ep >= 0) & (prev_pos >= 0)
+        pe = prep["order"][np.where(ok, prev_pos, 0)]
         same = ok & (prep["cidx"][pe] == cidx)
         same &= (prep["ended"][pe] >= 0) & (prep["ended"][pe] <= t)
         names = np.array(TRUE_REASONS, dtype=object)
