@@ -196,7 +196,7 @@ def validate_targets(targets: pd.DataFrame) -> pd.DataFrame:
 
     contact = t["contact"].map(_as_bool)
     bad("contact", contact.isna(), "contact is not a boolean", "use true/false")
-    t["contact"] = contact.fillna(False).astype(bool)
+    t["contact"] = contact.eq(True).astype(bool)
     bad(
         "customer_id",
         t["customer_id"].isin(["", "nan", "None"]),
