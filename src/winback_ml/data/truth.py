@@ -790,6 +790,57 @@ class WorldTruth:
         parts = self._eip_parts(customer_ids, as_of, offer, channel, config)
         return parts["eip"]
 
+    def _eip_context(self, customer_ids: Any, as_of: Any, config: BusinessConfig) -> dict:
+        """What every offer x channel evaluation of the same customers shares (cached)."""
+        P = self.params
+        prep = self._prep()
+        cidx, ep, d, lapsed = self._lapsed_state(customer_ids, as_of)
+        w = config.attribution_window_days
+        e = np.where(ep >= 0, ep, 0)
+        p0 = np.full(len(cidx), np.nan)
+        p0[lapsed] = natural_return_prob(prep["pi"][e[lapsed]], prep["mu"][e[lapsed]], d[lapsed], w)
+        args = (config.ltv_horizon_months, config.margin, config.annual_discount_rate)
+        return {
+            "cidx": cidx,
+            "p0": p0,
+            "L": self._latents(cidx),
+            "reason": np.maximum(prep["reason"][e], 0),
+            "decay": np.exp(-np.nan_to_num(d) / P["offer_decay_days"]),
+            "g": treat_return_cdf(w, P["offer_window_days"], P["treat_return_mean_days"]),
+            "args": args,
+            "ltv": {(0.0, 0.0): self._ltv_idx(cidx, 0.0, 0.0, *args)},
+            "resp": {},
+            "config": config,
+        }
+
+    def _eip_from(self, ctx: dict, offer: Offer | None, channel: str) -> dict[str, np.ndarray]:
+        P = self.params
+        config = ctx["config"]
+        t, pct, mon = _offer_terms(offer)
+        l0 = ctx["ltv"][(0.0, 0.0)]
+        if pct > 0:
+            if (pct, mon) not in ctx["ltv"]:
+                ctx["ltv"][(pct, mon)] = self._ltv_idx(ctx["cidx"], pct, mon, *ctx["args"])
+            l1 = ctx["ltv"][(pct, mon)]
+        else:
+            l1 = l0
+        L = ctx["L"]
+        p0 = ctx["p0"]
+        if offer is None:
+            p1 = p0
+        else:
+            if (t, pct, mon) not in ctx["resp"]:
+                ctx["resp"][(t, pct, mon)] = offer_response(ctx["reason"], t, pct, mon, L, P)
+            ug = channel_reach(channel, L) * ctx["resp"][(t, pct, mon)] * ctx["decay"] * ctx["g"]
+            p1 = np.where(ug > 0, 1.0 - (1.0 - p0) * (1.0 - ug), p0)
+        ok = channel_consent(channel, L)
+        cost = np.where(ok, float(config.contact_cost.get(channel, 0.0)), 0.0)
+        eip = np.where(ok, p1 * l1 - cost - p0 * l0, 0.0)
+        eip = np.where(np.isnan(p0), np.nan, eip)
+        # incentive cost: revenue given away to returners (before margin), for budgets
+        incentive = np.where(ok, p1 * (l0 - l1) / max(config.margin, 1e-12), 0.0)
+        return {"eip": eip, "p0": p0, "p1": p1, "cost": cost, "incentive": incentive}
+
     def _eip_parts(
         self,
         customer_ids: Any,
@@ -798,22 +849,7 @@ class WorldTruth:
         channel: str,
         config: BusinessConfig,
     ) -> dict[str, np.ndarray]:
-        w = config.attribution_window_days
-        cidx = self._cust_idx(customer_ids)
-        p0 = self.p_return(customer_ids, as_of, w, None, None)
-        p1 = self.p_return(customer_ids, as_of, w, offer, channel)
-        _, pct, mon = _offer_terms(offer)
-        args = (config.ltv_horizon_months, config.margin, config.annual_discount_rate)
-        l0 = self._ltv_idx(cidx, 0.0, 0.0, *args)
-        l1 = self._ltv_idx(cidx, pct, mon, *args) if pct > 0 else l0
-        L = self._latents(cidx)
-        ok = channel_consent(channel, L)
-        cost = np.where(ok, float(config.contact_cost.get(channel, 0.0)), 0.0)
-        eip = np.where(ok, p1 * l1 - cost - p0 * l0, 0.0)
-        eip = np.where(np.isnan(p0), np.nan, eip)
-        # incentive cost: revenue given away to returners (margin-free), for budgets
-        incentive = np.where(ok, p1 * (l0 - l1) / max(config.margin, 1e-12), 0.0)
-        return {"eip": eip, "p0": p0, "p1": p1, "cost": cost, "incentive": incentive}
+        return self._eip_from(self._eip_context(customer_ids, as_of, config), offer, channel)
 
     def oracle_policy(self, customer_ids: Any, as_of: Any, config: BusinessConfig) -> pd.DataFrame:
         """The best catalog offer x channel per customer under the truth.
@@ -837,10 +873,11 @@ class WorldTruth:
         best_i = np.full(n, -1)
         best_spend = np.zeros(n)
         combos: list[tuple[Offer, str]] = []
+        ctx = self._eip_context(ids, as_of, config)
         for o in config.offer_catalog():
             for ch in config.channels:
                 combos.append((o, ch))
-                parts = self._eip_parts(ids, as_of, o, ch, config)
+                parts = self._eip_from(ctx, o, ch)
                 v = np.nan_to_num(parts["eip"], nan=-np.inf)
                 better = v > best
                 best = np.where(better, v, best)
@@ -895,12 +932,12 @@ class WorldTruth:
         keys = pol[["offer_type", "discount_pct", "discount_months", "channel"]].astype(
             {"discount_pct": float, "discount_months": int}
         )
-        for (ot, pct, mon, ch), grp in keys.groupby(
+        ctx = self._eip_context(pol["customer_id"].to_numpy(), as_of, config)
+        for (ot, pct, mon, ch), idx in keys.groupby(
             ["offer_type", "discount_pct", "discount_months", "channel"], sort=True
-        ):
+        ).indices.items():
             o = Offer(str(ot), float(pct), int(mon))
-            ids = pol.loc[grp.index, "customer_id"].to_numpy()
-            v = self.expected_incremental_profit(ids, as_of, o, str(ch), config)
+            v = self._eip_from(ctx, o, str(ch))["eip"][idx]
             total += float(np.nansum(v))
         return total
 
