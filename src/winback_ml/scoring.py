@@ -418,9 +418,37 @@ def _fit_return_model(
         "returns), censored at campaign contact, conditioned on the days lapsed."
     )
     out = _BaseReturn(model, kind, list(getattr(model, "feature_names_in_", [])))
+    from sklearn.base import clone
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out.holdout_brier_ = holdout_brier(lambda tr: clone(model).fit(tr), train, 30, "lapse_id")
     if kind != "kaplan_meier":
         out.features_ = train.set_index("lapse_id")
     return out
+
+
+def holdout_brier(
+    fit: Any, train: pd.DataFrame, within_days: float, key: str, share: float = 0.2
+) -> float:
+    """Brier score of P(event within ``within_days``) on a held-out ``share`` of ``train``.
+
+    Rows are split by a hash of ``key`` (stable across runs); a held-out row
+    counts when its outcome at ``within_days`` is known (event seen, or
+    followed at least that long). Returns NaN when nothing is known.
+    """
+    h = pd.util.hash_pandas_object(train[key].astype(str), index=False).to_numpy()
+    test = (h % 1000) < share * 1000
+    model = fit(train[~test])
+    te = train[test]
+    d = te["duration_days"].to_numpy(float)
+    e = te["event"].to_numpy(float)
+    known = (d >= within_days) | (e > 0)
+    if not known.any():
+        return float("nan")
+    y = ((e > 0) & (d <= within_days)).astype(float)[known]
+    p = model.predict_event_probability(te[known], within_days, conditional_after=0.0)
+    return float(np.mean((p - y) ** 2))
 
 
 # ------------------------------------------------------------------------------- churn risk
@@ -457,16 +485,27 @@ def churn_risk(cd: Any, as_of: Any, notes: list[str]) -> tuple[pd.DataFrame, Any
     if X.empty:
         notes.append("no active customer at as_of: churn_risk.csv is empty.")
         return pd.DataFrame(columns=CHURN_RISK_COLUMNS), None
-    train = build_churn_training_frame(cd, as_of)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    train = build_churn_training_frame(cd, as_of).reset_index(drop=True)
+    train["_row"] = train["customer_id"].astype(str) + "@" + train["at"].astype(str)
+    fitted: dict[str, Any] = {}
+
+    def fit(tr: pd.DataFrame) -> Any:
+        tr = tr.drop(columns="_row")
         try:
-            model = WeibullCureChurnModel().fit(train)
+            fitted["m"] = WeibullCureChurnModel().fit(tr)
         except WinbackError as e:
             notes.append(
                 f"churn: WeibullCureChurnModel failed ({e}); Kaplan-Meier by plan tier used."
             )
-            model = KaplanMeierChurnModel().fit(train)
+            fitted["m"] = KaplanMeierChurnModel().fit(tr)
+        return fitted["m"]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # fitted on 80 % of the snapshots; the other 20 % give the holdout Brier score
+        brier = holdout_brier(fit, train, 90, "_row")
+        model = fitted["m"]
+        model.holdout_brier_ = brier
         p = model.expected_churn_probability(X, within_days=90)
         date = model.expected_churn_date(X, as_of)
         try:
@@ -494,6 +533,7 @@ def churn_risk(cd: Any, as_of: Any, notes: list[str]) -> tuple[pd.DataFrame, Any
 def _log_models(plan: Plan, churn_model: Any, notes: list[str]) -> dict[str, str]:
     """Log and register the models; return kind -> "registry-name/version"."""
     versions: dict[str, str] = {}
+    warnings.filterwarnings("ignore", message=".*type hints.*")
     try:
         import mlflow
 
@@ -507,7 +547,9 @@ def _log_models(plan: Plan, churn_model: Any, notes: list[str]) -> dict[str, str
             "return",
             input_example=ex,
             as_of=plan.as_of,
+            metrics={"holdout_brier_30d": base.holdout_brier_},
             register_as="winback-return",
+            holdout_metric="holdout_brier_30d",
             run_name="score: return model",
         )
         if rec.registration is not None:
@@ -521,7 +563,9 @@ def _log_models(plan: Plan, churn_model: Any, notes: list[str]) -> dict[str, str
                 "churn",
                 input_example=exc,
                 as_of=plan.as_of,
+                metrics={"holdout_brier_90d": churn_model.holdout_brier_},
                 register_as="winback-churn",
+                holdout_metric="holdout_brier_90d",
                 run_name="score: churn model",
             )
             if rec.registration is not None:

@@ -61,6 +61,7 @@ __all__ = [
     "qini_by_arm",
     "plot_arm_effects",
     "plot_qini_curves",
+    "evaluate_campaign_history",
 ]
 
 #: Events whose ``amount`` is money received (refunds are subtracted).
@@ -503,3 +504,110 @@ def plot_qini_curves(
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
+
+
+def evaluate_campaign_history(
+    data: Any,
+    output_dir: str | Path,
+    as_of: Any = None,
+    config: Any = None,
+    min_arm_size: int = 50,
+    random_state: int = 0,
+) -> dict[str, Path]:
+    """Evaluate every past campaign and write tables and plots under ``output_dir``.
+
+    Writes
+
+    * ``arms.csv``: every arm of every campaign against its control (a
+      campaign without a control arm is left out and named in
+      ``skipped_campaigns.txt``);
+    * ``arms_pooled.csv``: arms pooled by offer type across campaigns (each
+      campaign randomises with the same control share, so pooling keeps the
+      comparison fair), with ``arms_pooled_by_reason.csv`` (reason at
+      assignment: stated, else inferred) and
+      ``arms_pooled_by_window.csv`` (contact window of the days lapsed at
+      assignment; the hot/warm/lost segments are a scoring-time notion that
+      would need interviews answered after the assignment, so the history is
+      split by what was known then);
+    * ``arm_effects.png``, ``qini.png`` (T-learner Qini curves per pooled
+      offer type on a held-out half) and ``qini_scores.csv``.
+
+    Returns the paths written.
+    """
+    from winback_ml.config import load_config
+    from winback_ml.data.loader import ContractData, load_data
+    from winback_ml.models.uplift import TLearnerUpliftModel
+    from winback_ml.models.uplift_offer import offer_training_frame
+
+    cfg = config if hasattr(config, "attribution_window_days") else load_config(config)
+    cd = data if isinstance(data, ContractData) else load_data(data, as_of=as_of)
+    T = pd.Timestamp(as_of) if as_of is not None else (cd.as_of or cd.events["occurred_at"].max())
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tf = offer_training_frame(cd, T, cfg.attribution_window_days)
+    if tf.empty:
+        raise DataContractError(
+            "No campaign assignment with a completed attribution window before as_of. "
+            "Fix: pass a later --as-of or data with past campaigns."
+        )
+    files: dict[str, Path] = {}
+    arms = evaluate_arms(tf, min_arm_size=min_arm_size, on_missing_control="skip")
+    files["arms"] = out / "arms.csv"
+    arms.to_csv(files["arms"], index=False)
+    if arms.attrs.get("skipped"):
+        files["skipped"] = out / "skipped_campaigns.txt"
+        files["skipped"].write_text("\n".join(arms.attrs["skipped"]) + "\n")
+    pooled = tf.assign(
+        campaign_id="pooled",
+        arm_id=np.where(tf["is_control"], "control", tf["offer_type"].astype(str)),
+    )
+    pooled = pooled.drop(
+        columns=[
+            c
+            for c in ("discount_pct", "discount_months", "channel", "message_variant")
+            if c in pooled
+        ]
+    )
+    pooled["contact_window"] = pd.cut(
+        pooled["days_lapsed"],
+        [-1, 13, 29, 90, np.inf],
+        labels=["too_soon", "early", "prime", "late"],
+    ).astype(str)
+    for name, by in (
+        ("arms_pooled", None),
+        ("arms_pooled_by_reason", "cancel_reason"),
+        ("arms_pooled_by_window", "contact_window"),
+    ):
+        t = evaluate_arms(pooled, by=by, min_arm_size=min_arm_size, on_missing_control="skip")
+        files[name] = out / f"{name}.csv"
+        t.to_csv(files[name], index=False)
+        if by is None:
+            plot_arm_effects(
+                t, out / "arm_effects.png", title="Pooled arm effects on reactivation (95 % CI)"
+            )
+            files["arm_effects_png"] = out / "arm_effects.png"
+    feats = [c for c in tf.columns if c.startswith("p_")] + [
+        "days_lapsed",
+        "can_email",
+        "can_sms",
+        "app_customer",
+        "log_mrr",
+        "yearly",
+        "coupon",
+        "returned_before",
+    ]
+    try:
+        curves, scores = qini_by_arm(
+            pooled.reset_index(drop=True),
+            pooled[feats].reset_index(drop=True).astype(float),
+            learner=TLearnerUpliftModel(random_state=random_state, min_arm_size=10),
+            random_state=random_state,
+        )
+        plot_qini_curves(curves, out / "qini.png", title="Qini per offer type (held-out half)")
+        files["qini_png"] = out / "qini.png"
+        files["qini_scores"] = out / "qini_scores.csv"
+        scores.to_csv(files["qini_scores"], index=False)
+    except (ModelError, ValueError) as e:
+        (out / "qini_skipped.txt").write_text(f"Qini curves not computed: {e}\n")
+        files["qini_skipped"] = out / "qini_skipped.txt"
+    return files
