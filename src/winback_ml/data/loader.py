@@ -217,10 +217,13 @@ def _ids(df: pd.DataFrame, table: Table, mask: pd.Series | np.ndarray) -> list:
 def _coerce_column(
     s: pd.Series, col: Column, table: Table, df: pd.DataFrame, out: list[Violation]
 ) -> pd.Series:
-    raw_null = s.isna() | (s.astype(str).str.strip() == "") if s.dtype == object else s.isna()
+    raw_null = s.isna()
+    if s.dtype == object:
+        raw_null |= s.eq("") | s.eq(" ")  # empty cells are missing
     if col.kind == "string":
         res = s.astype(object).where(~raw_null, None)
-        res = res.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        if pd.api.types.infer_dtype(res, skipna=True) not in ("string", "empty"):
+            res = res.map(lambda v: v if v is None or isinstance(v, str) else str(v))
         return res
     if col.kind in ("timestamp", "date"):
         if pd.api.types.is_datetime64_any_dtype(s):
