@@ -111,7 +111,9 @@ class Normalized:
     redeemed_codes : list of str
         Coupon / promotion / offer codes the payload shows as redeemed.
     content_hash : str
-        SHA-256 of the canonical JSON of the body: equal for re-deliveries.
+        SHA-256 of the canonical JSON of the body (key order and spacing
+        ignored): equal for re-deliveries. Computed on first use from
+        ``source_doc`` (the parsed body), so pure normalisation does not pay for it.
     """
 
     provider: str
@@ -124,7 +126,15 @@ class Normalized:
     customer: dict[str, Any] | None = None
     verification: str = "none"
     redeemed_codes: list[str] = field(default_factory=list)
-    content_hash: str = ""
+    source_doc: Any = field(default=None, repr=False, compare=False)
+    _hash: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical JSON of the parsed body (cached)."""
+        if self._hash is None:
+            self._hash = content_hash(self.source_doc)
+        return self._hash
 
     @property
     def subscription_id(self) -> str | None:
@@ -173,8 +183,31 @@ def _where(provider: str, path: str) -> str:
     return f"{provider}: field '{path}'"
 
 
+_PARTS: dict[str, tuple[str, ...]] = {}
+
+
 def require(obj: Any, path: str, kind: type | tuple[type, ...], provider: str) -> Any:
     """Return ``obj[a][b]...`` for a dotted ``path``; raise if absent or of the wrong type."""
+    parts = _PARTS.get(path)
+    if parts is None:
+        parts = _PARTS[path] = tuple(path.split("."))
+    cur = obj
+    for part in parts:  # fast path; any doubt goes to the checking path below
+        if type(cur) is not dict:
+            return _require_checked(obj, path, kind, provider)
+        cur = cur.get(part)
+        if cur is None:
+            return _require_checked(obj, path, kind, provider)
+    t = type(cur)
+    if t is str:
+        if kind is str and cur and not cur.isspace():
+            return cur
+    elif t is not bool and isinstance(cur, kind):
+        return cur
+    return _require_checked(obj, path, kind, provider)
+
+
+def _require_checked(obj: Any, path: str, kind: type | tuple[type, ...], provider: str) -> Any:
     cur = obj
     done: list[str] = []
     for part in path.split("."):

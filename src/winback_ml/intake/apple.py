@@ -36,7 +36,6 @@ from typing import Any
 from winback_ml.exceptions import IntakeError, SignatureError
 from winback_ml.intake._common import (
     Normalized,
-    content_hash,
     detail_tokens,
     from_unix_millis,
     make_event,
@@ -120,7 +119,7 @@ def decode_jws(token: Any, what: str = "signedPayload") -> tuple[dict, dict, byt
     for label, part in zip(("header", "payload"), parts[:2], strict=True):
         raw = _b64url(part, f"{what} {label}")
         try:
-            obj = json.loads(raw)
+            obj = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
             raise IntakeError(f"{P}: {what} {label} is not JSON.") from None
         if not isinstance(obj, dict):
@@ -276,7 +275,7 @@ def normalize_apple(body: bytes | str, *, apple_root: Any = None, **_: Any) -> N
         uuid,
         ptype,
         signed,
-        content_hash=content_hash(doc),
+        source_doc=doc,
         verification="verified" if root is not None else "unverified",
     )
     if ntype in APPLE_IGNORED_TYPES:

@@ -22,7 +22,6 @@ from typing import Any
 from winback_ml.exceptions import IntakeError
 from winback_ml.intake._common import (
     Normalized,
-    content_hash,
     detail_tokens,
     from_unix_seconds,
     make_event,
@@ -261,7 +260,7 @@ def normalize_chargebee(body: bytes | str, **_: Any) -> Normalized:
             "types (see docs/intake.md). Fix: disable it on the webhook, or extend the normalizer."
         )
     content = require(doc, "content", dict, P)
-    n = Normalized(P, "chargebee", evt_id, etype, ts, content_hash=content_hash(doc))
+    n = Normalized(P, "chargebee", evt_id, etype, ts, source_doc=doc)
     if etype in CHARGEBEE_IGNORED_TYPES:
         return n
     if isinstance(content.get("customer"), dict):

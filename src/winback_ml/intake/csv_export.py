@@ -41,7 +41,6 @@ from winback_ml.exceptions import IntakeError
 from winback_ml.intake._common import (
     MAX_BODY_BYTES,
     Normalized,
-    content_hash,
     from_iso,
     from_unix_seconds,
     make_event,
@@ -181,7 +180,7 @@ def normalize_csv(body: bytes | str, **_: Any) -> Normalized:
     reason = None
     if et in ("cancelled", "expired"):
         reason = reason_from_text(r.get("reason"))
-    n = Normalized(P, source, eid, et, ts, content_hash=content_hash(r))
+    n = Normalized(P, source, eid, et, ts, source_doc=r)
     cid, sid = r["customer_id"], r["subscription_id"]
     n.events.append(
         make_event(

@@ -41,7 +41,6 @@ from typing import Any
 from winback_ml.exceptions import IntakeError
 from winback_ml.intake._common import (
     Normalized,
-    content_hash,
     detail_tokens,
     from_iso,
     from_unix_millis,
@@ -184,7 +183,7 @@ def normalize_google(body: bytes | str, **_: Any) -> Normalized:
     data_b64 = require(msg, "data", str, P)
     try:
         raw = base64.b64decode(data_b64, validate=True)
-        rtdn = json.loads(raw)
+        rtdn = json.loads(raw.decode("utf-8"))
     except (binascii.Error, ValueError, RecursionError):
         raise IntakeError(
             f"{P}: notification.message.data of message {mid} is not base64-encoded JSON."
@@ -193,20 +192,16 @@ def normalize_google(body: bytes | str, **_: Any) -> Normalized:
         raise IntakeError(f"{P}: decoded message.data must be a JSON object.")
     ts = from_unix_millis(require(rtdn, "eventTimeMillis", (str, int), P), P, "eventTimeMillis")
     if "testNotification" in rtdn:
-        return Normalized(
-            P, "google_play", mid, "testNotification", ts, content_hash=content_hash(doc)
-        )
+        return Normalized(P, "google_play", mid, "testNotification", ts, source_doc=doc)
     if "oneTimeProductNotification" in rtdn:
-        return Normalized(
-            P, "google_play", mid, "oneTimeProductNotification", ts, content_hash=content_hash(doc)
-        )
+        return Normalized(P, "google_play", mid, "oneTimeProductNotification", ts, source_doc=doc)
     voided = "voidedPurchaseNotification" in rtdn
     if voided:
         sn = require(rtdn, "voidedPurchaseNotification", dict, P)
         token = require(sn, "purchaseToken", str, P)
         name, et = "VOIDED_PURCHASE", "refunded"
         if sn.get("productType", 1) != 1:
-            return Normalized(P, "google_play", mid, name, ts, content_hash=content_hash(doc))
+            return Normalized(P, "google_play", mid, name, ts, source_doc=doc)
     else:
         sn = require(rtdn, "subscriptionNotification", dict, P)
         ntype = require(sn, "notificationType", int, P)
@@ -217,7 +212,7 @@ def normalize_google(body: bytes | str, **_: Any) -> Normalized:
                 f"{sorted(GOOGLE_NOTIFICATION_TYPES)} (14-16 and 21 are unassigned)."
             )
         name, et = GOOGLE_NOTIFICATION_TYPES[ntype]
-    n = Normalized(P, "google_play", mid, name, ts, content_hash=content_hash(doc))
+    n = Normalized(P, "google_play", mid, name, ts, source_doc=doc)
     res = require(doc, "resource", dict, P)
     sid = token_id(token)
     ext = res.get("externalAccountIdentifiers")

@@ -31,7 +31,6 @@ from typing import Any
 from winback_ml.exceptions import IntakeError
 from winback_ml.intake._common import (
     Normalized,
-    content_hash,
     detail_tokens,
     from_iso,
     make_event,
@@ -212,7 +211,7 @@ def normalize_recurly(body: bytes | str, **_: Any) -> Normalized:
     otype = require(note, "object_type", str, P)
     etype = require(note, "event_type", str, P)
     ts = from_iso(require(note, "event_time", str, P), P, "notification.event_time")
-    n = Normalized(P, "recurly", nid, f"{otype}.{etype}", ts, content_hash=content_hash(doc))
+    n = Normalized(P, "recurly", nid, f"{otype}.{etype}", ts, source_doc=doc)
     if otype == "account":
         acct = require(doc, "resource", dict, P)
         cid = opt(acct, "code", str, P) or require(acct, "id", str, P)

@@ -38,7 +38,6 @@ from typing import Any
 from winback_ml.exceptions import IntakeError, SignatureError
 from winback_ml.intake._common import (
     Normalized,
-    content_hash,
     detail_tokens,
     from_unix_seconds,
     make_event,
@@ -435,7 +434,7 @@ def normalize_stripe(body: bytes | str, **_: Any) -> Normalized:
         delivery_id=evt_id,
         provider_type=etype,
         occurred_at=created,
-        content_hash=content_hash(doc),
+        source_doc=doc,
         verification="none",
     )
     if etype in STRIPE_IGNORED_TYPES:
