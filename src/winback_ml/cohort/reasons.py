@@ -1,0 +1,812 @@
+"""Cancellation reasons: the stated one when given, otherwise inferred from behaviour.
+
+Pipeline
+--------
+1. :func:`reason_features` builds one row of point-in-time features per lapse
+   episode: only rows dated at or before the lapse's ``ended_at`` (and so
+   never after ``as_of``) are read. Signals: usage in the last 8 weeks
+   against weeks 9-26 before the lapse, payment failures, support tickets
+   (complaints, feature requests, bugs, billing, how-to) in the last 90 days,
+   plan, price and billing interval, tenure and the position in the billing
+   term, the cancel request lead time, the provider's end code, and the
+   cancel-flow comment (free text).
+2. :class:`ReasonClassifier` (scikit-learn estimator) learns reason from those
+   features on every lapse up to ``as_of`` whose customer stated a reason
+   (all of history, not only the current cohort).
+3. :func:`infer_reasons` gives each cohort member a ``cancel_reason``: the
+   stated one (``reason_source='stated'``, ``reason_proba=1``) or the
+   classifier's top class (``'inferred'``, with its probability).
+   Payment failures are involuntary and never inferred away: a stated
+   ``payment_failed`` is kept, and a lapse without a stated reason whose last
+   payment attempt failed and was never recovered is ``payment_failed``
+   (``reason_rule='unrecovered_payment_failure'``).
+4. :func:`evaluate_reasons` reports held-out accuracy and the confusion matrix.
+
+PII
+---
+The ``cancel_comment`` column of :func:`reason_features` is free text from
+the cancel flow: it is used in memory only (TF-IDF inside the classifier).
+Never log or save that frame; :func:`infer_reasons` returns no text, and the
+fitted classifier keeps only the TF-IDF vocabulary (single words and
+word pairs with a document frequency of at least ``min_df``), never a comment.
+
+Missing optional tables (no usage, no tickets): their features are zero and
+``usage_available`` / ``tickets_available`` are 0, so the classifier falls
+back to what is available; ``attrs["missing_signals"]`` names what was absent.
+All timestamps are tz-naive UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from winback_ml.cohort._inputs import as_contract_data, require_columns
+from winback_ml.cohort._window import last_before, window_sums
+from winback_ml.cohort.episodes import build_lapse_episodes
+from winback_ml.cohort.lapsed import missing_signals
+from winback_ml.data.contract import CANCEL_REASONS
+from winback_ml.data.loader import ContractData
+from winback_ml.exceptions import ModelError, NotFittedError
+
+__all__ = [
+    "REASONS",
+    "NUMERIC_FEATURES",
+    "CATEGORICAL_FEATURES",
+    "TEXT_FEATURE",
+    "ReasonClassifier",
+    "ReasonEvaluation",
+    "reason_features",
+    "reason_training_set",
+    "infer_reasons",
+    "evaluate_reasons",
+]
+
+#: The reasons a classifier may predict (canonical, without ``unknown``).
+REASONS: tuple[str, ...] = tuple(r for r in CANCEL_REASONS if r != "unknown")
+
+NUMERIC_FEATURES: list[str] = [
+    "usage_available",
+    "sessions_recent",
+    "sessions_prior",
+    "sessions_trend",
+    "minutes_recent",
+    "minutes_trend",
+    "features_recent",
+    "features_trend",
+    "weeks_since_active",
+    "sessions_spell",
+    "features_per_session",
+    "minutes_per_session",
+    "tickets_available",
+    "complaints_90d",
+    "feature_requests_90d",
+    "bugs_90d",
+    "billing_tickets_90d",
+    "howto_tickets_90d",
+    "tickets_spell",
+    "csat_mean",
+    "complaints_per_month",
+    "feature_requests_per_month",
+    "howto_per_month",
+    "bugs_per_month",
+    "n_payment_failures",
+    "n_payment_failures_90d",
+    "n_payment_recoveries",
+    "unrecovered_payment_failure",
+    "log_price",
+    "log_mrr",
+    "yearly",
+    "log_tenure_days",
+    "log_customer_tenure_days",
+    "term_phase",
+    "terms_completed",
+    "lapse_number",
+    "has_cancel_request",
+    "log_request_lead_days",
+    "log_total_paid",
+    "has_comment",
+    "last_paid_ratio",
+    "min_paid_ratio",
+    "discounted_at_end",
+]
+CATEGORICAL_FEATURES: list[str] = [
+    "plan_tier",
+    "billing_interval",
+    "source",
+    "status",
+    "end_detail",
+    "acquisition_channel",
+]
+TEXT_FEATURE = "cancel_comment"
+
+_DAY = pd.Timedelta(days=1)
+_WEEK = pd.Timedelta(days=7)
+
+
+def _usage_features(eps: pd.DataFrame, usage: pd.DataFrame | None) -> pd.DataFrame:
+    cols = [
+        "usage_available",
+        "sessions_recent",
+        "sessions_prior",
+        "sessions_trend",
+        "minutes_recent",
+        "minutes_trend",
+        "features_recent",
+        "features_trend",
+        "weeks_since_active",
+        "sessions_spell",
+        "features_per_session",
+        "minutes_per_session",
+    ]
+    out = pd.DataFrame(0.0, index=eps.index, columns=cols)
+    if usage is None or usage.empty or eps.empty:
+        return out
+    u = usage[["customer_id", "week_start", "sessions", "active_minutes", "features_used"]].copy()
+    u["week_end"] = u["week_start"] + _WEEK  # a week is known once complete
+    end = eps["ended_at"]
+    start = eps["spell_start"].fillna(eps["started_at"])
+    vals = ["sessions", "active_minutes", "features_used"]
+    lo_recent = np.maximum(end - 8 * _WEEK, start)
+    lo_prior = np.maximum(end - 26 * _WEEK, start)
+    hi_prior = end - 8 * _WEEK
+    k_recent = pd.DataFrame(
+        {"customer_id": eps["customer_id"], "lo": lo_recent, "hi": end}, index=eps.index
+    )
+    k_prior = pd.DataFrame(
+        {"customer_id": eps["customer_id"], "lo": lo_prior, "hi": hi_prior}, index=eps.index
+    )
+    recent = window_sums(k_recent, u, "week_end", vals, lo_inclusive=False)
+    prior = window_sums(k_prior, u, "week_end", vals, lo_inclusive=False)
+    # weeks of each window within the spell (calendar weeks, not rows: a week without a row
+    # is a week without activity); sums above cover the same clipped windows
+    w_recent = ((end - lo_recent) / _WEEK).clip(1, 8).to_numpy()
+    w_prior = ((hi_prior - lo_prior) / _WEEK).clip(0, 18).to_numpy()
+    has_prior = w_prior >= 1
+    wp = np.where(has_prior, w_prior, 1.0)
+    k_all = pd.DataFrame(
+        {"customer_id": eps["customer_id"], "lo": pd.NaT, "hi": end}, index=eps.index
+    )
+    any_rows = window_sums(k_all, u, "week_end")["n"].to_numpy() > 0
+    out["usage_available"] = any_rows.astype(float)
+    for src, name in (
+        ("sessions", "sessions"),
+        ("active_minutes", "minutes"),
+        ("features_used", "features"),
+    ):
+        r = recent[src].to_numpy() / w_recent
+        p = np.where(has_prior, prior[src].to_numpy() / wp, r)
+        out[f"{name}_recent"] = r
+        if name == "sessions":
+            out["sessions_prior"] = p
+        out[f"{name}_trend"] = np.log1p(r) - np.log1p(p)
+    active = u.loc[u["sessions"] > 0, ["customer_id", "week_end"]]
+    last_active = last_before(eps, active, "week_end", at="ended_at")
+    since = ((end - last_active) / _WEEK).fillna(52.0).clip(0, 52)
+    # a customer with no usage rows at all gets the cap (never seen active)
+    out["weeks_since_active"] = since.to_numpy()
+    k_spell = pd.DataFrame(
+        {"customer_id": eps["customer_id"], "lo": start, "hi": end}, index=eps.index
+    )
+    spell = window_sums(k_spell, u, "week_end", vals, lo_inclusive=False)
+    w_spell = ((end - start) / _WEEK).clip(lower=1).to_numpy()
+    n_sess = spell["sessions"].to_numpy()
+    out["sessions_spell"] = n_sess / w_spell
+    out["features_per_session"] = spell["features_used"].to_numpy() / np.maximum(n_sess, 1.0)
+    out["minutes_per_session"] = spell["active_minutes"].to_numpy() / np.maximum(n_sess, 1.0)
+    out.loc[~any_rows, [c for c in cols if c != "weeks_since_active"]] = 0.0
+    return out
+
+
+def _ticket_features(eps: pd.DataFrame, tickets: pd.DataFrame | None) -> pd.DataFrame:
+    cols = [
+        "tickets_available",
+        "complaints_90d",
+        "feature_requests_90d",
+        "bugs_90d",
+        "billing_tickets_90d",
+        "howto_tickets_90d",
+        "tickets_spell",
+        "csat_mean",
+        "complaints_per_month",
+        "feature_requests_per_month",
+        "howto_per_month",
+        "bugs_per_month",
+    ]
+    out = pd.DataFrame(0.0, index=eps.index, columns=cols)
+    out["csat_mean"] = 3.0
+    if tickets is None or eps.empty:
+        return out
+    out["tickets_available"] = 1.0
+    if tickets.empty:
+        return out
+    t = tickets[["customer_id", "created_at", "category", "is_complaint", "csat"]].copy()
+    t["complaint"] = (
+        t["is_complaint"].fillna(False).astype(bool) | (t["category"] == "complaint")
+    ).astype(float)
+    for cat, name in (
+        ("feature_request", "feature_request"),
+        ("bug", "bug"),
+        ("billing", "billing"),
+        ("how_to", "how_to"),
+    ):
+        t[name] = (t["category"] == cat).astype(float)
+    t["csat_n"] = t["csat"].notna().astype(float)
+    t["csat_sum"] = pd.to_numeric(t["csat"], errors="coerce").fillna(0.0).astype(float)
+    t["one"] = 1.0
+    end = eps["ended_at"]
+    k90 = pd.DataFrame(
+        {"customer_id": eps["customer_id"], "lo": end - 90 * _DAY, "hi": end}, index=eps.index
+    )
+    ks = pd.DataFrame(
+        {"customer_id": eps["customer_id"], "lo": eps["spell_start"], "hi": end}, index=eps.index
+    )
+    a = window_sums(
+        k90, t, "created_at", ["complaint", "feature_request", "bug", "billing", "how_to"]
+    )
+    s = window_sums(
+        ks,
+        t,
+        "created_at",
+        ["one", "csat_n", "csat_sum", "complaint", "feature_request", "how_to", "bug"],
+    )
+    months = (((end - eps["spell_start"]) / _DAY) / 30.4375).clip(lower=1.0).to_numpy()
+    out["complaints_per_month"] = s["complaint"].to_numpy() / months
+    out["feature_requests_per_month"] = s["feature_request"].to_numpy() / months
+    out["howto_per_month"] = s["how_to"].to_numpy() / months
+    out["bugs_per_month"] = s["bug"].to_numpy() / months
+    out["complaints_90d"] = a["complaint"].to_numpy()
+    out["feature_requests_90d"] = a["feature_request"].to_numpy()
+    out["bugs_90d"] = a["bug"].to_numpy()
+    out["billing_tickets_90d"] = a["billing"].to_numpy()
+    out["howto_tickets_90d"] = a["how_to"].to_numpy()
+    out["tickets_spell"] = s["one"].to_numpy()
+    n = s["csat_n"].to_numpy()
+    out["csat_mean"] = np.where(n > 0, s["csat_sum"].to_numpy() / np.maximum(n, 1), 3.0)
+    return out
+
+
+def _payment_features(eps: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Paid amounts relative to the list price during the spell (discounts show here)."""
+    out = pd.DataFrame(1.0, index=eps.index, columns=["last_paid_ratio", "min_paid_ratio"])
+    out["discounted_at_end"] = 0.0
+    pay = events.loc[
+        events["event_type"].isin(("subscribed", "renewed", "reactivated", "payment_recovered"))
+        & events["amount"].notna(),
+        ["subscription_id", "occurred_at", "amount"],
+    ]
+    if pay.empty or eps.empty:
+        return out
+    k = pd.DataFrame(
+        {
+            "subscription_id": eps["subscription_id"].to_numpy(),
+            "lo": eps["spell_start"].to_numpy(),
+            "hi": eps["ended_at"].to_numpy(),
+            "price": eps["price"].astype(float).to_numpy(),
+            "_i": np.arange(len(eps)),
+        }
+    )
+    m = k.merge(pay, on="subscription_id")
+    m = m[(m["occurred_at"] >= m["lo"] - _DAY) & (m["occurred_at"] <= m["hi"])]
+    if m.empty:
+        return out
+    m["ratio"] = np.where(m["price"] > 0, m["amount"] / m["price"].where(m["price"] > 0, 1.0), 1.0)
+    m = m.sort_values(["_i", "occurred_at"], kind="mergesort")
+    g = m.groupby("_i")["ratio"]
+    last = g.last()
+    low = g.min()
+    out.iloc[last.index.to_numpy(), 0] = last.clip(0, 2).to_numpy()
+    out.iloc[low.index.to_numpy(), 1] = low.clip(0, 2).to_numpy()
+    out["discounted_at_end"] = (out["last_paid_ratio"] < 0.995).astype(float)
+    return out
+
+
+def reason_features(
+    data: ContractData | Mapping[str, pd.DataFrame],
+    episodes: pd.DataFrame | None = None,
+    as_of: Any = None,
+) -> pd.DataFrame:
+    """Point-in-time features of each lapse episode, for the reason classifier.
+
+    Parameters
+    ----------
+    data : ContractData or dict of contract DataFrames
+    episodes : DataFrame, optional
+        From :func:`~winback_ml.cohort.episodes.build_lapse_episodes` (built when None).
+    as_of : date or timestamp, optional
+        The run date. Each episode only sees rows dated at or before its own
+        ``ended_at`` (which is at or before ``as_of``).
+
+    Returns
+    -------
+    DataFrame
+        Indexed like ``episodes``: ``lapse_id``, ``customer_id``,
+        ``stated_reason``, :data:`NUMERIC_FEATURES`,
+        :data:`CATEGORICAL_FEATURES` and :data:`TEXT_FEATURE` (PII: keep in
+        memory, never log). ``attrs["missing_signals"]`` lists the absent tables.
+    """
+    cd, T = as_contract_data(data, as_of)
+    eps = build_lapse_episodes(cd, T) if episodes is None else episodes
+    require_columns(
+        eps,
+        ["lapse_id", "customer_id", "subscription_id", "ended_at", "spell_start", "status"],
+        "The 'episodes' frame",
+    )
+    if len(eps) and eps["ended_at"].max() > T:
+        from winback_ml.exceptions import LeakageError
+
+        raise LeakageError(
+            f"episodes end after as_of={T} (latest {eps['ended_at'].max()}). Build the episodes "
+            "with the same as_of as the features."
+        )
+    f = pd.DataFrame(index=eps.index)
+    f["lapse_id"] = eps["lapse_id"]
+    f["customer_id"] = eps["customer_id"]
+    f["stated_reason"] = eps["stated_reason"]
+    f = pd.concat(
+        [f, _usage_features(eps, cd.usage), _ticket_features(eps, cd.support_tickets)], axis=1
+    )
+    for c in ("n_payment_failures", "n_payment_failures_90d", "n_payment_recoveries"):
+        f[c] = eps[c].astype(float)
+    f["unrecovered_payment_failure"] = eps["unrecovered_payment_failure"].astype(float)
+    f["log_price"] = np.log1p(eps["price"].astype(float).fillna(0.0))
+    f["log_mrr"] = np.log1p(eps["mrr"].astype(float).fillna(0.0))
+    yearly = (eps["billing_interval"] == "year").to_numpy()
+    f["yearly"] = yearly.astype(float)
+    tenure = eps["tenure_days"].astype(float).fillna(0.0).clip(lower=0)
+    f["log_tenure_days"] = np.log1p(tenure)
+    f["log_customer_tenure_days"] = np.log1p(
+        eps["customer_tenure_days"].astype(float).fillna(0.0).clip(lower=0)
+    )
+    # position in the billing term at the end: 0 = on a term boundary, 0.5 = mid-term
+    period = np.where(yearly, 365.25, 30.4375)
+    terms = tenure / period
+    frac = terms - np.round(terms)
+    f["term_phase"] = np.abs(frac)
+    f["terms_completed"] = np.floor(terms + 0.02)
+    f["lapse_number"] = eps["lapse_number"].astype(float)
+    req = eps["cancel_requested_at"]
+    f["has_cancel_request"] = req.notna().astype(float)
+    lead = ((eps["ended_at"] - req) / _DAY).fillna(0.0).clip(lower=0)
+    f["log_request_lead_days"] = np.log1p(lead)
+    f["log_total_paid"] = np.log1p(eps["total_paid"].astype(float).fillna(0.0).clip(lower=0))
+    f = pd.concat([f, _payment_features(eps, cd.events)], axis=1)
+    acq = eps["customer_id"].map(
+        cd.customers.drop_duplicates("customer_id").set_index("customer_id")["acquisition_channel"]
+    )
+    f["acquisition_channel"] = acq.astype(object).where(acq.notna(), "none").astype(str)
+    for c in ("plan_tier", "billing_interval", "source", "status", "end_detail"):
+        f[c] = eps[c].astype(object).where(eps[c].notna(), "none").astype(str)
+    # the comment belongs to the end recorded on the subscription row only
+    comment = eps["subscription_id"].map(
+        cd.subscriptions.drop_duplicates("subscription_id").set_index("subscription_id")[
+            "cancel_comment"
+        ]
+    )
+    if "from_subscription_row" in eps.columns:
+        comment = comment.where(eps["from_subscription_row"].astype(bool))
+    f[TEXT_FEATURE] = comment.where(comment.notna(), "").astype(str)
+    f["has_comment"] = (f[TEXT_FEATURE].str.strip() != "").astype(float)
+    f.attrs["missing_signals"] = missing_signals(cd)
+    f.attrs["as_of"] = T
+    return f
+
+
+def reason_training_set(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The rows of ``features`` with a stated reason, and those reasons (the labels)."""
+    require_columns(features, ["stated_reason"], "The 'features' frame")
+    m = features["stated_reason"].notna() & features["stated_reason"].isin(REASONS)
+    return features[m], features.loc[m, "stated_reason"].astype(str)
+
+
+class ReasonClassifier(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression on behaviour, plan and cancel-comment text.
+
+    Numeric features are imputed (median) and standardised, categorical ones
+    one-hot encoded, and the comment turned into TF-IDF word uni- and
+    bigrams; one regularised multinomial logistic regression reads them all.
+
+    Parameters
+    ----------
+    C : float
+        Inverse regularisation strength of the logistic regression.
+    use_text : bool
+        Read the cancel comment (``text_col``); when no training row has a
+        comment the text part is dropped automatically.
+    text_col : str
+        Name of the free-text column.
+    min_df : int
+        Minimum number of comments a word must appear in (keeps rare, possibly
+        identifying words out of the vocabulary).
+    max_text_features : int
+        Size cap of the TF-IDF vocabulary.
+    class_weight : None or 'balanced'
+        Passed to the logistic regression.
+    max_iter : int
+        Solver iterations.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+    pipeline_ : sklearn Pipeline
+    text_used_ : bool
+    numeric_features_, categorical_features_ : list of str
+
+    Examples
+    --------
+    >>> feats = reason_features(world.tables, as_of="2025-06-30")  # doctest: +SKIP
+    >>> X, y = reason_training_set(feats)  # doctest: +SKIP
+    >>> clf = ReasonClassifier().fit(X, y)  # doctest: +SKIP
+    >>> clf.predict_proba(X).shape  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        use_text: bool = True,
+        text_col: str = TEXT_FEATURE,
+        min_df: int = 3,
+        max_text_features: int = 5000,
+        class_weight: str | None = None,
+        max_iter: int = 2000,
+    ) -> None:
+        self.C = C
+        self.use_text = use_text
+        self.text_col = text_col
+        self.min_df = min_df
+        self.max_text_features = max_text_features
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+
+    def _columns(self, X: pd.DataFrame) -> tuple[list[str], list[str]]:
+        num = [c for c in NUMERIC_FEATURES if c in X.columns]
+        cat = [c for c in CATEGORICAL_FEATURES if c in X.columns]
+        return num, cat
+
+    def fit(self, X: pd.DataFrame, y: Any) -> ReasonClassifier:
+        """Fit on features (from :func:`reason_features`) and stated reasons ``y``."""
+        from sklearn.compose import ColumnTransformer
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline, make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        if not isinstance(X, pd.DataFrame):
+            raise ModelError(
+                "The 'X' parameter of ReasonClassifier.fit must be a DataFrame from "
+                f"reason_features. Got {type(X).__name__} instead."
+            )
+        y = pd.Series(np.asarray(y, dtype=object), index=X.index)
+        if len(X) != len(y):
+            raise ModelError(f"X has {len(X)} rows but y has {len(y)}. Pass one label per row.")
+        bad = ~y.isin(REASONS)
+        if bad.any():
+            raise ModelError(
+                f"y must hold canonical reasons {list(REASONS)} (not 'unknown'). Got "
+                f"{sorted(set(map(str, y[bad])))[:5]} in {int(bad.sum())} row(s). Drop rows "
+                "without a stated reason (see reason_training_set)."
+            )
+        if y.nunique() < 2:
+            raise ModelError(
+                f"ReasonClassifier needs at least 2 distinct stated reasons to learn from. Got "
+                f"{sorted(y.unique())} in {len(y)} row(s). Collect more cancel-flow answers, or "
+                "use the stated reasons alone."
+            )
+        num, cat = self._columns(X)
+        if not num and not cat:
+            raise ModelError(
+                "X has none of the reason features. Build it with winback_ml.cohort.reasons."
+                f"reason_features. Got columns {list(X.columns)[:20]}."
+            )
+        parts: list = []
+        if num:
+            parts.append(
+                ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num)
+            )
+        if cat:
+            parts.append(("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=5), cat))
+        text = self._text(X)
+        n_docs = int((text.str.strip() != "").sum()) if text is not None else 0
+        self.text_used_ = bool(self.use_text and n_docs >= max(self.min_df, 2))
+        if self.text_used_:
+            parts.append(
+                (
+                    "txt",
+                    TfidfVectorizer(
+                        ngram_range=(1, 2),
+                        min_df=self.min_df,
+                        max_features=self.max_text_features,
+                        sublinear_tf=True,
+                        strip_accents="unicode",
+                    ),
+                    self.text_col,
+                )
+            )
+        self.numeric_features_, self.categorical_features_ = num, cat
+        self.pipeline_ = Pipeline(
+            [
+                ("features", ColumnTransformer(parts, sparse_threshold=1.0)),
+                (
+                    "model",
+                    LogisticRegression(
+                        C=self.C, class_weight=self.class_weight, max_iter=self.max_iter
+                    ),
+                ),
+            ]
+        )
+        try:
+            self.pipeline_.fit(self._prepare(X), y.to_numpy())
+        except ValueError as e:
+            if self.text_used_ and ("vocabulary" in str(e) or "no terms remain" in str(e)):
+                self.text_used_ = False
+                self.pipeline_.set_params(
+                    features__transformers=[p for p in parts if p[0] != "txt"]
+                )
+                self.pipeline_.fit(self._prepare(X), y.to_numpy())
+            else:
+                raise ModelError(f"ReasonClassifier could not be fitted: {e}") from e
+        if self.text_used_:
+            # scikit-learn < 1.8 keeps the words cut by min_df/max_features in ``stop_words_``:
+            # the rare, possibly identifying ones. Never keep them on the model.
+            vec = self.pipeline_.named_steps["features"].named_transformers_["txt"]
+            if hasattr(vec, "stop_words_"):
+                vec.stop_words_ = None
+        self.classes_ = self.pipeline_.classes_
+        self.n_features_in_ = len(num) + len(cat) + int(self.text_used_)
+        return self
+
+    def _text(self, X: pd.DataFrame) -> pd.Series | None:
+        if self.text_col not in X.columns:
+            return None
+        return X[self.text_col].fillna("").astype(str)
+
+    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        X = X.copy()
+        if self.text_col in X.columns:
+            X[self.text_col] = X[self.text_col].fillna("").astype(str)
+        elif getattr(self, "text_used_", False):
+            X[self.text_col] = ""
+        for c in getattr(self, "categorical_features_", []):
+            if c not in X.columns:
+                X[c] = "none"
+            X[c] = X[c].astype(object).where(X[c].notna(), "none").astype(str)
+        for c in getattr(self, "numeric_features_", []):
+            if c not in X.columns:
+                X[c] = np.nan
+        return X
+
+    def _check(self) -> None:
+        if not hasattr(self, "pipeline_"):
+            raise NotFittedError(
+                "This ReasonClassifier is not fitted yet. Call 'fit' with reason_features "
+                "and stated reasons first."
+            )
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probability of each reason in :attr:`classes_`, one row per row of ``X``."""
+        self._check()
+        if len(X) == 0:
+            return np.zeros((0, len(self.classes_)))
+        return self.pipeline_.predict_proba(self._prepare(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The most probable reason of each row."""
+        p = self.predict_proba(X)
+        return self.classes_[np.argmax(p, axis=1)] if len(p) else np.array([], dtype=object)
+
+
+@dataclass
+class ReasonEvaluation:
+    """Held-out quality of the reason classifier.
+
+    ``confusion`` has true reasons as rows and predicted reasons as columns
+    (counts); ``per_class`` has precision, recall and support per reason.
+    """
+
+    accuracy: float
+    top2_accuracy: float
+    balanced_accuracy: float
+    baseline_accuracy: float
+    n_train: int
+    n_test: int
+    confusion: pd.DataFrame
+    per_class: pd.DataFrame
+    classes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Numbers only (no frames), e.g. for MLflow metrics or a JSON report."""
+        return {
+            "accuracy": self.accuracy,
+            "top2_accuracy": self.top2_accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "baseline_accuracy": self.baseline_accuracy,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+        }
+
+
+def _score(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, baseline: float, n_train: int
+) -> ReasonEvaluation:
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+
+    pred = classes[np.argmax(proba, axis=1)]
+    top2 = classes[np.argsort(-proba, axis=1)[:, :2]]
+    labels = sorted(set(y_true) | set(pred))
+    cm = confusion_matrix(y_true, pred, labels=labels)
+    conf = pd.DataFrame(
+        cm,
+        index=pd.Index(labels, name="true"),
+        columns=pd.Index(labels, name="predicted"),
+    )
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    per = pd.DataFrame(
+        {
+            "precision": np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0),
+            "recall": np.divide(tp, support, out=np.zeros_like(tp), where=support > 0),
+            "support": support,
+        },
+        index=pd.Index(labels, name="reason"),
+    )
+    return ReasonEvaluation(
+        accuracy=float(np.mean(pred == y_true)),
+        top2_accuracy=float(np.mean((top2 == y_true[:, None]).any(axis=1))),
+        balanced_accuracy=float(balanced_accuracy_score(y_true, pred)),
+        baseline_accuracy=baseline,
+        n_train=n_train,
+        n_test=len(y_true),
+        confusion=conf,
+        per_class=per,
+        classes=[str(c) for c in classes],
+    )
+
+
+def evaluate_reasons(
+    features: pd.DataFrame,
+    classifier: ReasonClassifier | None = None,
+    test_size: float = 0.25,
+    random_state: int = 0,
+) -> ReasonEvaluation:
+    """Held-out accuracy and confusion matrix of the classifier on stated reasons.
+
+    The lapses with a stated reason are split (stratified when every reason
+    has at least 2 lapses) into train and test; the classifier is fitted on
+    train and scored on test. ``baseline_accuracy`` is the share of the most
+    common reason in train (what always guessing it would score).
+
+    Parameters
+    ----------
+    features : DataFrame from :func:`reason_features` (all lapses up to ``as_of``).
+    classifier : an unfitted :class:`ReasonClassifier` (default settings when None).
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import train_test_split
+
+    X, y = reason_training_set(features)
+    if len(y) < 10:
+        raise ModelError(
+            f"Only {len(y)} lapse(s) have a stated reason; at least 10 are needed to hold some "
+            "out. Evaluate on a longer history or a larger business."
+        )
+    counts = y.value_counts()
+    strat = y if counts.min() >= 2 else None
+    Xtr, Xte, ytr, yte = train_test_split(
+        X, y, test_size=test_size, random_state=random_state, stratify=strat
+    )
+    clf = clone(classifier) if classifier is not None else ReasonClassifier()
+    clf.fit(Xtr, ytr)
+    baseline = float(ytr.value_counts(normalize=True).iloc[0])
+    maj = ytr.value_counts().index[0]
+    base_on_test = float(np.mean(yte.to_numpy() == maj))
+    ev = _score(yte.to_numpy(), clf.predict_proba(Xte), clf.classes_, base_on_test, len(ytr))
+    ev.baseline_accuracy = base_on_test if len(yte) else baseline
+    return ev
+
+
+def infer_reasons(
+    data: ContractData | Mapping[str, pd.DataFrame],
+    cohort: pd.DataFrame,
+    as_of: Any = None,
+    classifier: ReasonClassifier | None = None,
+    episodes: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None,
+    min_train: int = 30,
+) -> pd.DataFrame:
+    """The cancellation reason of each cohort member: stated, or inferred from behaviour.
+
+    Parameters
+    ----------
+    data : ContractData or dict of contract DataFrames
+    cohort : DataFrame from :func:`~winback_ml.cohort.lapsed.build_lapsed_cohort`
+        (``customer_id`` and ``lapse_id`` are used).
+    as_of : date or timestamp, optional
+    classifier : ReasonClassifier, optional
+        A fitted one is used as is; an unfitted one (or None: default
+        settings) is fitted on every lapse up to ``as_of`` with a stated reason.
+    episodes, features : DataFrame, optional
+        Already built episodes / :func:`reason_features` for the same ``as_of``.
+    min_train : int
+        Fewest stated lapses to fit a classifier; with fewer, unstated
+        reasons stay ``unknown`` (``reason_rule='no_model'``).
+
+    Returns
+    -------
+    DataFrame
+        One row per cohort member, in cohort order: ``customer_id``,
+        ``lapse_id``, ``cancel_reason``, ``reason_source`` (``stated`` |
+        ``inferred``), ``reason_proba``, ``reason_rule`` (``stated`` |
+        ``classifier`` | ``unrecovered_payment_failure`` | ``no_model``) and
+        ``p_<reason>`` for every reason of :data:`REASONS` (one-hot for
+        stated reasons). ``attrs``: ``missing_signals``, ``n_train``,
+        ``classifier`` (the fitted one, or None).
+    """
+    from sklearn.base import clone
+
+    require_columns(cohort, ["customer_id", "lapse_id"], "The 'cohort' frame")
+    cd, T = as_contract_data(data, as_of)
+    if features is None:
+        eps = build_lapse_episodes(cd, T) if episodes is None else episodes
+        features = reason_features(cd, eps, T)
+    f = features.set_index("lapse_id")
+    missing = ~cohort["lapse_id"].isin(f.index)
+    if missing.any():
+        raise ModelError(
+            f"{int(missing.sum())} cohort lapse(s) have no features, e.g. "
+            f"{list(cohort.loc[missing, 'lapse_id'].head(3))}. Build the cohort, episodes and "
+            "features from the same data and as_of."
+        )
+    fx = f.loc[cohort["lapse_id"].to_numpy()]
+    X, y = reason_training_set(features)
+    clf: ReasonClassifier | None
+    if classifier is not None and hasattr(classifier, "pipeline_"):
+        clf = classifier
+    elif len(y) >= min_train and y.nunique() >= 2:
+        clf = clone(classifier) if classifier is not None else ReasonClassifier()
+        clf.fit(X, y)
+    else:
+        clf = None
+    out = pd.DataFrame(
+        {"customer_id": cohort["customer_id"].to_numpy(), "lapse_id": cohort["lapse_id"].to_numpy()}
+    )
+    stated = fx["stated_reason"].to_numpy(dtype=object)
+    is_stated = pd.notna(stated) & np.isin(stated.astype(str), REASONS)
+    probs = np.zeros((len(out), len(REASONS)))
+    if clf is not None and len(out):
+        p = clf.predict_proba(fx)
+        col = {r: i for i, r in enumerate(REASONS)}
+        for j, r in enumerate(clf.classes_):
+            probs[:, col[r]] = p[:, j]
+    top = np.array(REASONS, dtype=object)[np.argmax(probs, axis=1)] if len(out) else []
+    reason = np.where(is_stated, stated, top if clf is not None else "unknown")
+    proba = np.where(is_stated, 1.0, probs.max(axis=1) if clf is not None else np.nan)
+    rule = np.where(is_stated, "stated", "classifier" if clf is not None else "no_model")
+    unrec = fx["unrecovered_payment_failure"].to_numpy(dtype=float) > 0
+    invol = ~is_stated & unrec
+    reason = np.where(invol, "payment_failed", reason)
+    proba = np.where(invol, 1.0, proba)
+    rule = np.where(invol, "unrecovered_payment_failure", rule)
+    out["cancel_reason"] = reason.astype(object)
+    out["reason_source"] = np.where(is_stated, "stated", "inferred").astype(object)
+    out["reason_proba"] = proba.astype(float)
+    out["reason_rule"] = rule.astype(object)
+    onehot = np.zeros_like(probs)
+    for i, r in enumerate(REASONS):
+        onehot[:, i] = (reason == r).astype(float)
+    final = np.where((is_stated | invol)[:, None], onehot, probs)
+    for i, r in enumerate(REASONS):
+        out[f"p_{r}"] = final[:, i]
+    out.attrs.update(
+        missing_signals=features.attrs.get("missing_signals", missing_signals(cd)),
+        n_train=int(len(y)),
+        classifier=clf,
+        as_of=T,
+    )
+    return out
