@@ -1,0 +1,129 @@
+"""`winback score` end to end on a small synthetic world: files, contract columns, consent,
+no PII, no future data, fallbacks stated, models registered."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from winback_ml.config import load_config
+from winback_ml.data.contract import TABLES
+from winback_ml.data.loader import cut_as_of
+from winback_ml.exceptions import ConfigError
+from winback_ml.offers.optimizer import TARGET_COLUMNS
+from winback_ml.scoring import CHURN_RISK_COLUMNS, build_plan, score
+
+AS_OF = "2025-10-31"
+
+
+@pytest.fixture(scope="module")
+def world():
+    from winback_ml.data.synthetic import make_world
+
+    return make_world(2500, seed=7)
+
+
+@pytest.fixture(scope="module")
+def scored(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("score")
+    res = score(world.tables, AS_OF, out, None, log_models=True)
+    return res, out
+
+
+def test_files_and_contract_columns(scored):
+    res, out = scored
+    for name in ("targets.csv", "churn_risk.csv", "summary.json", "summary.md"):
+        assert (out / name).exists()
+    t = pd.read_csv(out / "targets.csv")
+    assert list(t.columns) == TARGET_COLUMNS
+    assert t["rank"].tolist() == list(range(1, len(t) + 1))
+    assert t["customer_id"].is_unique and len(t) > 50
+    c = t[t["contact"]]
+    assert len(c) > 0
+    assert np.all(np.diff(c["expected_incremental_profit"].to_numpy()) <= 1e-9)
+    assert (c["expected_incremental_profit"] > 0).all()
+    assert (t.loc[~t["contact"], "expected_incremental_profit"] == 0).all()
+    assert t["reason_source"].isin(["stated", "inferred"]).all()
+    assert t["segment"].isin(["hot", "warm", "lost", "misclassified"]).all()
+    assert ((t["p_return_base"] >= 0) & (t["p_return_offer"] <= 1)).all()
+    cr = pd.read_csv(out / "churn_risk.csv")
+    assert list(cr.columns) == CHURN_RISK_COLUMNS
+    assert len(cr) > 100 and cr["p_churn_90d"].between(0, 1).all()
+    s = json.loads((out / "summary.json").read_text())
+    assert {"playbook", "blanket_25pct_3m"} <= set(s["comparison"])
+    assert s["plan"]["contacted"] == int(t["contact"].sum())
+    assert any("p_return_base" in n for n in s["notes"])
+
+
+def test_models_registered_in_mlflow(scored):
+    res, _ = scored
+    mv = res.targets["model_version"].iloc[0]
+    assert "return=winback-return/" in mv and "response=winback-offer-response/" in mv, mv
+    assert res.churn_risk["model_version"].iloc[0].startswith("churn=winback-churn/")
+
+
+def test_channels_only_with_consent(world, scored):
+    res, _ = scored
+    t = res.targets.set_index("customer_id")
+    cust = world.tables["customers"].set_index("customer_id")
+    c = t[t["contact"]]
+    email_ok = cust.loc[c.index, "email_opt_in"] & cust.loc[c.index, "email"].notna()
+    sms_ok = cust.loc[c.index, "sms_opt_in"] & cust.loc[c.index, "phone"].notna()
+    assert email_ok[c["channel"].isin(["email", "multi"])].all()
+    assert sms_ok[c["channel"].isin(["sms", "multi"])].all()
+
+
+def test_no_pii_in_outputs(world, scored):
+    _, out = scored
+    text = "".join(
+        (out / n).read_text()
+        for n in ("targets.csv", "churn_risk.csv", "summary.json", "summary.md")
+    )
+    cust = world.tables["customers"]
+    for col in ("email", "phone"):
+        for v in cust[col].dropna().head(200):
+            assert v not in text
+
+
+def test_plan_value_is_positive_and_below_oracle(world, scored):
+    res, _ = scored
+    cfg = load_config(None)
+    T = world.truth
+    ids = res.targets["customer_id"].to_numpy()
+    v = T.policy_value(res.targets, AS_OF, cfg)
+    assert v > 0
+    oracle = T.policy_value(T.oracle_policy(ids, AS_OF, cfg), AS_OF, cfg)
+    assert v <= oracle + 1e-6
+
+
+@pytest.mark.slow
+def test_no_future_data(world):
+    """The plan as of a date is the same whether or not later rows are in the data."""
+    cut = cut_as_of(world.tables, pd.Timestamp(AS_OF))
+    a = build_plan(world.tables, AS_OF, None).targets
+    b = build_plan(cut, AS_OF, None).targets
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_without_campaigns_nobody_is_contacted(world, tmp_path):
+    tables = {k: v for k, v in world.tables.items() if not k.startswith("campaign")}
+    res = score(tables, AS_OF, tmp_path, None, log_models=False, with_churn=False)
+    assert not res.targets["contact"].any()
+    assert any("no campaign history" in n for n in res.summary["notes"])
+    assert set(res.targets.columns) == set(TARGET_COLUMNS)
+
+
+def test_inconsistent_config_is_refused(world, tmp_path):
+    with pytest.raises(ConfigError, match="margin"):
+        score(world.tables, AS_OF, tmp_path, {"margin": 1.5}, log_models=False)
+    with pytest.raises(ConfigError, match="contact_cost"):
+        score(world.tables, AS_OF, tmp_path, {"contact_cost": {"email": -1}}, log_models=False)
+    assert not (tmp_path / "targets.csv").exists()  # nothing half-written
+
+
+def test_targets_have_no_pii_columns():
+    pii = {c.name for t in TABLES.values() for c in t.columns if c.pii}
+    assert not pii & set(TARGET_COLUMNS) and not pii & set(CHURN_RISK_COLUMNS)
