@@ -262,3 +262,16 @@ def test_cli_make_world_writes_tables_and_truth(tmp_path):
     bad = CliRunner().invoke(app, ["make-world", str(out), "--format", "xml"])
     assert bad.exit_code != 0
     assert "csv or parquet" in bad.output
+
+
+def test_refunds_only_for_accidental_cancels_and_negative():
+    w = _world()
+    e = w.tables["events"]
+    r = e[e["event_type"] == "refunded"]
+    assert len(r) > 0
+    assert (r["amount"] < 0).all() and r["currency"].notna().all() and r["reason"].isna().all()
+    ep = w.truth.episodes.set_index("subscription_id")
+    assert (ep.loc[r["subscription_id"], "true_reason"] == "accidental").all()
+    req = ep.loc[r["subscription_id"], "cancel_requested_at"].to_numpy()
+    end = ep.loc[r["subscription_id"], "ended_at"].to_numpy()
+    assert (r["occurred_at"].to_numpy() >= req).all() and (r["occurred_at"].to_numpy() <= end).all()

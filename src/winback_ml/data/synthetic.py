@@ -19,7 +19,7 @@ adds the world's furniture:
   acquisition channel hints at deal-seeking (``coupon_site``);
 * sources stripe / chargebee / recurly / app_store / google_play / manual;
   tiers basic / pro / business at 9 / 29 / 99 a month (EUR the same figures,
-  GBP about 0.87x), annual plans at 10 monthly prices; price-sensitive
+  GBP 0.87x, rounded), annual plans at 10 monthly prices; price-sensitive
   customers pick cheaper tiers; ``mrr`` is the list price per month in USD;
 * a returning customer gets a new subscription row on the same plan, opened
   by ``reactivated`` (chargebee, app stores) or ``subscribed`` (others);
@@ -118,7 +118,7 @@ _COUNTRIES = [
 _SOURCES = ("stripe", "chargebee", "recurly", "app_store", "google_play", "manual")
 _SOURCE_W = (0.42, 0.12, 0.10, 0.18, 0.15, 0.03)
 _TIERS = ("basic", "pro", "business")
-_CUR_PRICE = {"USD": (9.0, 29.0, 99.0), "EUR": (9.0, 29.0, 99.0), "GBP": (8.0, 25.0, 85.0)}
+_GBP_PER_USD_PRICE = 0.87  # GBP list prices: the USD figures x 0.87, rounded; EUR: the same figures
 _ACQ = (
     "organic",
     "paid_search",
@@ -180,8 +180,10 @@ _EV = (
     "cancelled",
     "expired",
     "reactivated",
+    "refunded",
 )
 _E = {e: i for i, e in enumerate(_EV)}
+_REFUND_ACCIDENTAL = 0.6  # share of accidental cancels refunded (own random stream)
 
 _CONFUSE = {
     "too_expensive": "unused",
@@ -557,7 +559,8 @@ class _Sim:
         # geography
         cur = np.array([c[3] for c in _COUNTRIES], dtype=object)[ci]
         fx = np.array([P["fx_to_usd"][c] for c in cur])
-        price_tab = {c: np.array(v) for c, v in _CUR_PRICE.items()}
+        usd = np.array([P["monthly_price_usd"][t] for t in _TIERS], dtype=np.float64)
+        price_tab = {"USD": usd, "EUR": usd, "GBP": np.round(usd * _GBP_PER_USD_PRICE)}
         monthly_local = np.empty(n)
         for c, v in price_tab.items():
             m = cur == c
@@ -1117,6 +1120,7 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
     e_amt = np.concatenate([r[0]["ev"][3] for r in rounds])
     keep = e_t <= E
     e_ep, e_t, e_ty, e_amt = e_ep[keep], e_t[keep], e_ty[keep], e_amt[keep]
+    e_ep, e_t, e_ty, e_amt = _refunds(sim, seed, e_ep, e_t, e_ty, e_amt, ep_reason, ep_req, ep_end)
     e_src = src[e_ep]
     # opening events
     opening = e_ty == -1
@@ -1140,6 +1144,7 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
     inv = rmask & (ep_reason[e_ep] == 0)
     detail[inv] = "dunning_exhausted"
     detail[rmask & ~inv] = "customer_request"
+    detail[e_ty == _E["refunded"]] = "refund_accidental_cancel"
     disc_open = opening[order] & (ep_pct[e_ep] > 0)
     detail[disc_open] = [
         f"coupon:{int(p)}pct_{int(m)}m"
@@ -1264,6 +1269,45 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
         start=pd.Timestamp(sim.S, unit="s"),
         seed=int(seed),
         n_customers=n,
+    )
+
+
+def _refunds(
+    sim: _Sim,
+    seed: int,
+    e_ep: np.ndarray,
+    e_t: np.ndarray,
+    e_ty: np.ndarray,
+    e_amt: np.ndarray,
+    ep_reason: np.ndarray,
+    ep_req: np.ndarray,
+    ep_end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Append ``refunded`` events: most accidental cancels get their last payment back.
+
+    Drawn from a child random stream (``[seed, 1]``) so the rest of the world
+    does not depend on it.
+    """
+    rng = np.random.default_rng([int(seed), 1])
+    cand = np.where((ep_reason == _R["accidental"]) & (ep_end >= 0) & (ep_req >= 0))[0]
+    u = rng.random((2, len(cand)))
+    cand, u = cand[u[0] < _REFUND_ACCIDENTAL], u[1][u[0] < _REFUND_ACCIDENTAL]
+    if not len(cand):
+        return e_ep, e_t, e_ty, e_amt
+    pay = np.isin(e_ty, (-1, _E["renewed"], _E["payment_recovered"])) & np.isin(e_ep, cand)
+    pay_df = pd.DataFrame({"ep": e_ep[pay], "t": e_t[pay], "amt": e_amt[pay]})
+    req = pd.Series(ep_req[cand], index=cand)
+    pay_df = pay_df[pay_df["t"].to_numpy() <= req.reindex(pay_df["ep"]).to_numpy()]
+    last = pay_df.sort_values(["ep", "t"], kind="stable").groupby("ep")["amt"].last()
+    amt = last.reindex(cand).to_numpy()
+    t = ep_req[cand] + (u * np.minimum(2 * DAY, ep_end[cand] - ep_req[cand])).astype(np.int64)
+    ok = (amt > 0) & (t <= sim.E)
+    cand, t, amt = cand[ok], t[ok], amt[ok]
+    return (
+        np.concatenate([e_ep, cand]),
+        np.concatenate([e_t, t]),
+        np.concatenate([e_ty, np.full(len(cand), _E["refunded"])]),
+        np.concatenate([e_amt, -amt]),
     )
 
 

@@ -105,6 +105,21 @@ Stated reasons
     ``unknown`` with ``unknown_share_by_source[source]``; a stated one is
     wrong (``other`` or a confusable reason) with ``misreport_prob``.
 
+Other parameters
+    ``campaign_first_month`` (first campaign this many months after start),
+    ``campaign_min_days``/``campaign_max_days`` (days lapsed to be eligible),
+    ``campaign_inclusion`` (share of eligible lapses enrolled),
+    ``control_share``; ``interview_share`` (lapses interviewed 30-90 days
+    after the end if not back), ``interview_low_quality`` (expected share of
+    quality scores below 3); ``sessions_per_week`` (Poisson mean at engagement
+    1); ticket rates per month ``tickets_feature_request`` (x feature_need),
+    ``tickets_complaint`` (x (1 - satisfaction)^2), ``tickets_how_to``
+    (x (1 - skill)), ``tickets_bug``, ``tickets_other``, and
+    ``tickets_billing_on_failure`` (chance of a billing ticket after a failed
+    payment); ``comment_prob_by_source`` (free-text comment, drawn from a
+    phrase bank of the *true* reason); ``monthly_price_usd``,
+    ``annual_months_price``, ``fx_to_usd`` (plan prices and currency rates).
+
 Limits (said plainly)
     ``p_return`` answers "contact now, fresh": it ignores a past campaign
     whose attribution window is still open at ``as_of``. ``oracle_policy``
