@@ -431,3 +431,25 @@ def test_truth_functions_are_deterministic_and_nan_where_not_applicable():
     lap = T.lapses
     seen = set(lap.loc[lap["ended_at"] <= mid, "customer_id"])
     assert {i for i, x in zip(ids, rm, strict=True) if x is not None} == seen
+
+
+def test_oracle_honours_max_cost_per_reactivation():
+    w = _small()
+    T = w.truth
+    ids = w.tables["customers"]["customer_id"].to_numpy()
+    cap = 5.0
+    cfg = load_config({"max_cost_per_reactivation": cap})
+    pol = T.oracle_policy(ids, w.end, cfg)
+    free = T.oracle_policy(ids, w.end, load_config(None))
+    assert 0 < pol["contact"].sum()
+    for (ot, pct, mon, ch), g in pol[pol["contact"]].groupby(
+        ["offer_type", "discount_pct", "discount_months", "channel"]
+    ):
+        parts = T._eip_parts(g["customer_id"], w.end, Offer(ot, pct, mon), ch, cfg)
+        spend = parts["cost"] + parts["incentive"]
+        assert (spend <= cap * (parts["p1"] - parts["p0"]) + 1e-12).all()
+    assert T.policy_value(pol, w.end, cfg) <= T.policy_value(free, w.end, cfg)
+    # cheap offers (no discount) remain: the cap removes deep discounts first
+    assert (pol.loc[pol["contact"], "discount_pct"] == 0).mean() >= (
+        free.loc[free["contact"], "discount_pct"] == 0
+    ).mean()

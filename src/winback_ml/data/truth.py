@@ -874,7 +874,10 @@ class WorldTruth:
         highest expected incremental profit, and ``contact=False`` when none is
         positive (or the customer is not lapsed). With ``config.budget``,
         contacts are kept greedily in order of profit per unit of expected
-        spend (contact cost + incentive cost) until the budget is used.
+        spend (contact cost + incentive cost) until the budget is used. With
+        ``config.max_cost_per_reactivation``, an offer whose expected spend per
+        *incremental* reactivation (spend / (p_offer - p_base)) exceeds it is
+        not considered.
 
         Returns
         -------
@@ -894,6 +897,11 @@ class WorldTruth:
                 combos.append((o, ch))
                 parts = self._eip_from(ctx, o, ch)
                 v = np.nan_to_num(parts["eip"], nan=-np.inf)
+                if config.max_cost_per_reactivation is not None:
+                    gain = parts["p1"] - parts["p0"]
+                    spend = parts["cost"] + parts["incentive"]
+                    too_dear = spend > config.max_cost_per_reactivation * np.maximum(gain, 0.0)
+                    v = np.where(too_dear, -np.inf, v)
                 better = v > best
                 best = np.where(better, v, best)
                 best_i = np.where(better, len(combos) - 1, best_i)
