@@ -54,7 +54,8 @@ def read_queue(db: DispatchDB, now: Any) -> pd.DataFrame:
     q.metadata.create_all(db.engine, tables=[q], checkfirst=True)
     with db.engine.connect() as conn:
         df = pd.read_sql(
-            sa.select(q).where(q.c.status == "pending", q.c.queued_at <= now, q.c.ended_at <= now), conn
+            sa.select(q).where(q.c.status == "pending", q.c.queued_at <= now, q.c.ended_at <= now),
+            conn,
         )
     if df.empty:
         return df
@@ -63,7 +64,9 @@ def read_queue(db: DispatchDB, now: Any) -> pd.DataFrame:
     return df.sort_values("ended_at").groupby("customer_id", as_index=False).tail(1)
 
 
-def playbook_targets(queue: pd.DataFrame, db: DispatchDB, now: Any, config: BusinessConfig | None = None) -> pd.DataFrame:
+def playbook_targets(
+    queue: pd.DataFrame, db: DispatchDB, now: Any, config: BusinessConfig | None = None
+) -> pd.DataFrame:
     """A ``targets`` frame for queue rows from the reason playbook (no model needed).
 
     Segment: ``misclassified`` for ``payment_failed`` and ``accidental``
@@ -82,10 +85,14 @@ def playbook_targets(queue: pd.DataFrame, db: DispatchDB, now: Any, config: Busi
         rows.append(
             {
                 "customer_id": r.customer_id,
-                "segment": "misclassified" if reason in ("payment_failed", "accidental") else "warm",
+                "segment": "misclassified"
+                if reason in ("payment_failed", "accidental")
+                else "warm",
                 "cancel_reason": reason,
                 "reason_source": "inferred" if reason == "unknown" else "stated",
-                "days_lapsed": max(0.0, (now - pd.Timestamp(r.ended_at).to_pydatetime()).total_seconds() / 86400),
+                "days_lapsed": max(
+                    0.0, (now - pd.Timestamp(r.ended_at).to_pydatetime()).total_seconds() / 86400
+                ),
                 "contact": offer is not None,
                 "offer_type": offer.offer_type if offer else "none",
                 "discount_pct": float(offer.discount_pct) if offer else 0.0,
@@ -117,9 +124,13 @@ def enrol_from_queue(
     campaign_id = campaign_id or f"auto-{now:%Y%m%d}"
     queue = read_queue(db, now)
     if queue.empty:
-        empty = plan_enrolment(db, _empty_targets(), now, campaign_id=campaign_id, book=book, config=config, **kw)
+        empty = plan_enrolment(
+            db, _empty_targets(), now, campaign_id=campaign_id, book=book, config=config, **kw
+        )
         return empty
-    targets = scorer(queue, db, now) if scorer is not None else playbook_targets(queue, db, now, config)
+    targets = (
+        scorer(queue, db, now) if scorer is not None else playbook_targets(queue, db, now, config)
+    )
     q = queue.set_index("customer_id")
     ended = q["ended_at"]
     immediate = q["reason"].isin(st.immediate_reasons)
@@ -151,7 +162,11 @@ def _mark_queue(db: DispatchDB, queue: pd.DataFrame, campaign_id: str, now: Any)
             new = "holdout" if s == "holdout" else "enrolled" if s is not None else "skipped"
             conn.execute(
                 qt.update()
-                .where(qt.c.customer_id == r.customer_id, qt.c.status == "pending", qt.c.queued_at <= now)
+                .where(
+                    qt.c.customer_id == r.customer_id,
+                    qt.c.status == "pending",
+                    qt.c.queued_at <= now,
+                )
                 .values(status=new, status_at=now)
             )
 

@@ -26,6 +26,7 @@ and are never put in an error message.
 
 from __future__ import annotations
 
+import base64 as _b64
 import json
 import os
 import re
@@ -34,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import policy as _email_policy
+from email.header import Header as _Header
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -212,6 +214,45 @@ class SMTPEmailChannel:
             msg.add_alternative(m.html, subtype="html")
         return msg
 
+    def build_bytes(self, m: OutboundMessage) -> bytes | None:
+        """The same message as :meth:`build`, assembled directly as CRLF bytes (fast path).
+
+        Text and HTML are UTF-8, base64-encoded; a non-ASCII subject is an
+        RFC 2047 encoded word. Returns None when an address or header value
+        is not ASCII (then :meth:`build` is used).
+        """
+        fixed = [
+            ("Message-ID", self.message_id(m.idempotency_key)),
+            ("Date", formatdate(usegmt=True)),
+            ("From", self.from_address),
+            ("To", m.to or ""),
+            ("X-Winback-Key", m.idempotency_key),
+            *m.headers.items(),
+        ]
+        if not all(v.isascii() and "\n" not in v and "\r" not in v for _, v in fixed):
+            return None
+        subject = m.subject or ""
+        if not subject.isascii() or len(subject) > 900:
+            subject = _Header(subject, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+        boundary = f"=_wb_{m.idempotency_key}"
+        lines = [f"{k}: {v}" for k, v in fixed]
+        lines += [f"Subject: {subject}", "MIME-Version: 1.0"]
+        parts = [("plain", m.text)] + ([("html", m.html)] if m.html else [])
+        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        body = []
+        for sub, content in parts:
+            canonical = content.replace("\r\n", "\n").replace("\n", "\r\n")  # RFC 2046: CRLF
+            b64 = _b64.encodebytes(canonical.encode("utf-8")).decode("ascii")
+            body += [
+                f"--{boundary}",
+                f'Content-Type: text/{sub}; charset="utf-8"',
+                "Content-Transfer-Encoding: base64",
+                "",
+                b64.replace("\n", "\r\n").rstrip("\r\n"),
+            ]
+        body.append(f"--{boundary}--")
+        return ("\r\n".join(lines) + "\r\n\r\n" + "\r\n".join(body) + "\r\n").encode("ascii")
+
     def send(
         self, messages: Sequence[OutboundMessage], deadline: float | None = None
     ) -> list[SendResult]:
@@ -243,7 +284,11 @@ class SMTPEmailChannel:
                 continue
             try:
                 assert smtp is not None
-                smtp.send_message(self.build(m), from_addr=self.from_address, to_addrs=[m.to])
+                raw = self.build_bytes(m)
+                if raw is None:  # a non-ASCII address: let the email package handle SMTPUTF8
+                    smtp.send_message(self.build(m), from_addr=self.from_address, to_addrs=[m.to])
+                else:
+                    smtp.sendmail(self.from_address, [m.to], raw)
                 out.append(SendResult(key, "sent", provider_id=self.message_id(key)))
             except smtplib.SMTPRecipientsRefused as e:
                 code = next(iter(e.recipients.values()))[0] if e.recipients else 550

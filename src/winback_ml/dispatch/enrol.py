@@ -100,6 +100,7 @@ class EnrolPlan:
     )
     codes: dict[str, str] = field(default_factory=dict)
     written: bool = False
+    _records: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
         e = self.enrolments
@@ -489,6 +490,12 @@ def plan_enrolment(
         arms=pd.DataFrame(list(arm_rows.values())),
         assignments=pd.DataFrame(asg_rows),
         skipped=skipped,
+        _records={
+            "enrolments": enr_rows,
+            "outbox": ob_rows,
+            "arms": list(arm_rows.values()),
+            "assignments": asg_rows,
+        },
     )
 
 
@@ -536,11 +543,21 @@ def enrol_targets(
         issued = issue_codes(
             db, requests, now, valid_days=st.code_valid_days, length=st.code_length, conn=conn
         )
-        enr = e.drop(columns=["needs_code"]).copy()
-        enr["code"] = enr["enrolment_id"].map(issued)
-        enr_records = _records(enr)
+        recs = plan._records or {
+            "enrolments": _records(e),
+            "outbox": _records(plan.outbox),
+            "arms": _records(plan.arms),
+            "assignments": _records(plan.assignments),
+        }
+        enr_records = [
+            {
+                **{k: v for k, v in r.items() if k != "needs_code"},
+                "code": issued.get(r["enrolment_id"]),
+            }
+            for r in recs["enrolments"]
+        ]
         db.insert_ignore(enrolments, enr_records, conn=conn)
-        db.insert_ignore(outbox, _records(plan.outbox), conn=conn)
+        db.insert_ignore(outbox, recs["outbox"], conn=conn)
         db.insert_ignore(
             camp_t,
             [
@@ -554,8 +571,8 @@ def enrol_targets(
             ],
             conn=conn,
         )
-        db.insert_ignore(arms_t, _records(plan.arms), conn=conn)
-        db.insert_ignore(asg_t, _records(plan.assignments), conn=conn)
+        db.insert_ignore(arms_t, recs["arms"], conn=conn)
+        db.insert_ignore(asg_t, recs["assignments"], conn=conn)
     plan.codes = issued
     plan.enrolments = e.assign(code=e["enrolment_id"].map(issued))
     plan.written = True

@@ -420,29 +420,22 @@ class Dispatcher:
             )
 
         send_ids = [r.id for items in to_send.values() for r, _ in items]
-        free = {"lease_owner": None, "lease_until": None, "updated_at": now}
         with self.db.engine.begin() as conn:
-            for state, items in finals.items():
-                for rid, why in items:
-                    conn.execute(
-                        outbox.update()
-                        .where(
-                            outbox.c.id == rid,
-                            outbox.c.lease_owner == me,
-                            outbox.c.state == "claimed",
-                        )
-                        .values(state=state, last_error=why, **free)
-                    )
-            for rid, at, why in deferred:
-                conn.execute(
-                    outbox.update()
-                    .where(
-                        outbox.c.id == rid, outbox.c.lease_owner == me, outbox.c.state == "claimed"
-                    )
-                    .values(
-                        state="pending", next_attempt_at=at, last_error=f"deferred: {why}", **free
-                    )
-                )
+            updates = [
+                {"_id": rid, "state": state, "next_attempt_at": None, "last_error": why}
+                for state, items in finals.items()
+                for rid, why in items
+            ]
+            updates += [
+                {
+                    "_id": rid,
+                    "state": "pending",
+                    "next_attempt_at": at,
+                    "last_error": f"deferred: {why}",
+                }
+                for rid, at, why in deferred
+            ]
+            _bulk_update(conn, updates, me, "claimed", now)
             for i in range(0, len(send_ids), _CHUNK):
                 conn.execute(
                     outbox.update()
@@ -496,74 +489,37 @@ class Dispatcher:
     def _record(
         self, results: list[tuple[sa.Row, SendResult]], now: datetime, report: TickReport
     ) -> None:
-        me = self.worker_id
         st = self.settings
-        free = {"lease_owner": None, "lease_until": None, "updated_at": now}
-        sent_ids = [r.id for r, res in results if res.status == "sent"]
-        with self.db.engine.begin() as conn:
-            for i in range(0, len(sent_ids), _CHUNK):
-                conn.execute(
-                    outbox.update()
-                    .where(
-                        outbox.c.id.in_(sent_ids[i : i + _CHUNK]),
-                        outbox.c.lease_owner == me,
-                        outbox.c.state == "sending",
+        updates: list[dict[str, Any]] = []
+        for r, res in results:
+            u: dict[str, Any] = {"_id": r.id, "next_attempt_at": None, "last_error": res.error}
+            if res.status == "sent":
+                report.sent += 1
+                u.update(state="sent", attempts=(r.attempts or 0) + 1, sent_at=now)
+                u["provider_id"] = res.provider_id[:200] if res.provider_id else None
+            elif res.status == "not_attempted":
+                report.not_attempted += 1
+                u.update(state="pending", next_attempt_at=now)
+            elif res.status == "uncertain":
+                report.uncertain += 1  # stays 'sending' under its lease; recovery reconciles it
+                u.update(state="sending")
+            else:
+                attempts = (r.attempts or 0) + 1
+                if res.permanent or attempts >= st.max_attempts:
+                    report.dead += 1
+                    why = (
+                        res.error
+                        if res.permanent
+                        else f"gave up after {attempts} attempts: {res.error}"
                     )
-                    .values(
-                        state="sent",
-                        sent_at=now,
-                        attempts=outbox.c.attempts + 1,
-                        last_error=None,
-                        **free,
-                    )
-                )
-            for r, res in results:
-                where = outbox.update().where(
-                    outbox.c.id == r.id, outbox.c.lease_owner == me, outbox.c.state == "sending"
-                )
-                if res.status == "sent":
-                    if res.provider_id:
-                        conn.execute(
-                            outbox.update()
-                            .where(outbox.c.id == r.id, outbox.c.state == "sent")
-                            .values(provider_id=res.provider_id[:200])
-                        )
-                    continue
-                if res.status == "not_attempted":
-                    report.not_attempted += 1
-                    conn.execute(
-                        where.values(
-                            state="pending", next_attempt_at=now, last_error=res.error, **free
-                        )
-                    )
-                elif res.status == "uncertain":
-                    report.uncertain += 1  # stays 'sending' under its lease; recovery reconciles it
-                    conn.execute(where.values(last_error=res.error, updated_at=now))
+                    u.update(state="dead", attempts=attempts, last_error=why)
                 else:
-                    attempts = (r.attempts or 0) + 1
-                    if res.permanent or attempts >= st.max_attempts:
-                        report.dead += 1
-                        why = (
-                            res.error
-                            if res.permanent
-                            else f"gave up after {attempts} attempts: {res.error}"
-                        )
-                        conn.execute(
-                            where.values(state="dead", attempts=attempts, last_error=why, **free)
-                        )
-                    else:
-                        report.retried += 1
-                        wait = timedelta(minutes=st.backoff_minutes * 2 ** (attempts - 1))
-                        conn.execute(
-                            where.values(
-                                state="pending",
-                                attempts=attempts,
-                                next_attempt_at=now + wait,
-                                last_error=res.error,
-                                **free,
-                            )
-                        )
-        report.sent += len(sent_ids)
+                    report.retried += 1
+                    wait = timedelta(minutes=st.backoff_minutes * 2 ** (attempts - 1))
+                    u.update(state="pending", attempts=attempts, next_attempt_at=now + wait)
+            updates.append(u)
+        with self.db.engine.begin() as conn:
+            _bulk_update(conn, updates, self.worker_id, "sending", now)
 
     # ------------------------------------------------------------------ context
     def _context(
@@ -601,6 +557,38 @@ class Dispatcher:
             "step": {"name": r.step_name, "index": r.step_index, "day": step_day},
             "variant": e.message_variant,
         }
+
+
+def _bulk_update(
+    conn: sa.Connection, updates: list[dict[str, Any]], owner: str, from_state: str, now: datetime
+) -> None:
+    """Apply per-row updates with executemany, grouped by the set of columns they change.
+
+    Every update is conditional on the row still being ``from_state`` under
+    this worker's lease, so a row recovered by another worker is never
+    overwritten. A row that stays ``sending`` keeps its lease.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for u in updates:
+        u = {k: v for k, v in u.items() if not (k == "next_attempt_at" and v is None)}
+        groups[(*sorted(u), u.get("state"))].append(u)
+    for _cols, rows in groups.items():
+        keep_lease = from_state == "sending" and rows[0].get("state") == "sending"
+        values: dict[str, Any] = {c: sa.bindparam(f"v_{c}") for c in rows[0] if c != "_id"}
+        values["updated_at"] = now
+        if not keep_lease:
+            values.update(lease_owner=None, lease_until=None)
+        stmt = (
+            outbox.update()
+            .where(
+                outbox.c.id == sa.bindparam("b_id"),
+                outbox.c.lease_owner == owner,
+                outbox.c.state == from_state,
+            )
+            .values(**values)
+        )
+        params = [{("b_id" if k == "_id" else f"v_{k}"): v for k, v in r.items()} for r in rows]
+        conn.execute(stmt, params)
 
 
 def _hashes(customers: Any) -> list[str]:

@@ -220,15 +220,44 @@ class DispatchDB:
         """
         if not rows:
             return
+        if conn is None:
+            with self.engine.begin() as c:
+                self.insert_ignore(table, rows, chunk, c)
+            return
+        if self.dialect == "sqlite":
+            _sqlite_insert_or_ignore(conn, table, rows, chunk)
+            return
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        else:  # pragma: no cover - other dialects are not supported by the store
+            raise NotImplementedError(f"insert_ignore on {self.dialect!r}")
         stmt = insert(table).on_conflict_do_nothing()
-        if conn is not None:
-            for i in range(0, len(rows), chunk):
-                conn.execute(stmt, rows[i : i + chunk])
-            return
-        with self.engine.begin() as c:
-            for i in range(0, len(rows), chunk):
-                c.execute(stmt, rows[i : i + chunk])
+        for i in range(0, len(rows), chunk):
+            conn.execute(stmt, rows[i : i + chunk])
+
+
+def _sqlite_insert_or_ignore(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], chunk: int
+) -> None:
+    """``INSERT OR IGNORE`` through the DB-API's executemany, with SQLAlchemy's own bind processors.
+
+    Same stored values as ``conn.execute(insert(...), rows)`` (datetimes in
+    SQLAlchemy's SQLite format), without its per-row parameter overhead.
+    """
+    dialect = conn.dialect
+    cols = [c for c in table.columns if any(c.name in r for r in rows[:1])]
+    procs = [c.type._cached_bind_processor(dialect) for c in cols]
+    names = [c.name for c in cols]
+    sql = (
+        f'INSERT OR IGNORE INTO "{table.name}" ({", ".join(chr(34) + n + chr(34) for n in names)}) '
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    for i in range(0, len(rows), chunk):
+        params = [
+            tuple(
+                (p(r.get(n)) if p is not None and r.get(n) is not None else r.get(n))
+                for n, p in zip(names, procs, strict=True)
+            )
+            for r in rows[i : i + chunk]
+        ]
+        conn.exec_driver_sql(sql, params)

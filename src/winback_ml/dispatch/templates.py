@@ -83,7 +83,11 @@ class TemplateRenderer:
         loaders.append(jinja2.PackageLoader("winback_ml.dispatch", "templates"))
         loader = jinja2.ChoiceLoader(loaders)
         common = dict(
-            loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,  # compiled once per renderer; no file stat per message
         )
         self._text_env = ImmutableSandboxedEnvironment(autoescape=False, **common)
         self._html_env = ImmutableSandboxedEnvironment(autoescape=True, **common)
