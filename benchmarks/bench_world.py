@@ -2,7 +2,9 @@
 
 Target (issue 2): 1,000,000 customers in under 10 minutes and under 8 GB of
 memory on 2 cores. Prints the numbers and writes
-``benchmarks/results/bench_world.json``.
+``benchmarks/results/bench_world.json``: wall seconds, CPU seconds (user +
+system: the honest figure on a shared machine, where wall time includes
+waiting for the CPU), peak resident memory (``getrusage``) and rows per table.
 
 Usage::
 
@@ -26,6 +28,11 @@ __all__ = ["main"]
 def _peak_rss_gb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return kb / 1024**2
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -66,6 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds_make_world": round(t_make, 2),
         "seconds_write": round(t_write, 2),
         "seconds_total": round(t_make + t_write, 2),
+        "cpu_seconds": round(_cpu_seconds(), 2),
+        "load_average_1m_at_end": round(__import__("os").getloadavg()[0], 2),
         "peak_rss_gb_after_make": round(rss_make, 3),
         "peak_rss_gb": round(_peak_rss_gb(), 3),
         "bytes_written": size,
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     res["meets_target"] = bool(res["seconds_total"] < 600 and res["peak_rss_gb"] < 8.0)
-    for k in ("seconds_make_world", "seconds_write", "seconds_total", "peak_rss_gb"):
+    for k in ("seconds_make_world", "seconds_write", "seconds_total", "cpu_seconds", "peak_rss_gb"):
         print(f"{k:<22}{res[k]}")
     for k, v in rows.items():
         print(f"rows.{k:<22}{v:>14,}")
