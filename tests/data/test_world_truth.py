@@ -453,3 +453,37 @@ def test_oracle_honours_max_cost_per_reactivation():
     assert (pol.loc[pol["contact"], "discount_pct"] == 0).mean() >= (
         free.loc[free["contact"], "discount_pct"] == 0
     ).mean()
+
+
+@pytest.mark.parametrize("as_of", ["2024-05-17 12:00", "2025-02-01"])
+def test_truth_as_of_uses_nothing_after_as_of(as_of):
+    """Blank out everything after as_of: every as_of answer stays the same."""
+    from winback_ml.data.truth import WorldTruth
+
+    w = _small()
+    T = w.truth
+    t = pd.Timestamp(as_of)
+    ep = T.episodes[T.episodes["started_at"] <= t].copy()
+    for col in ("ended_at", "cancel_requested_at", "returned_at", "assigned_at", "interviewed_at"):
+        ep.loc[ep[col] > t, col] = pd.NaT
+    future_end = ep["ended_at"].isna()
+    ep.loc[future_end, ["cure_prob", "return_rate"]] = np.nan
+    # a reason is only known once the cancel request is made
+    unknown_yet = future_end & ep["cancel_requested_at"].isna()
+    ep.loc[unknown_yet, ["true_reason", "stated_reason"]] = None
+    pf = T.payment_failures[T.payment_failures["failed_at"] <= t].copy()
+    pf.loc[pf["recovered_at"] > t, "recovered_at"] = pd.NaT
+    cut = WorldTruth(T.customers, ep.reset_index(drop=True), pf, T.params, T.end)
+    ids = T.customers["customer_id"].to_numpy()
+    cfg = load_config(None)
+    np.testing.assert_array_equal(cut.p_churn(ids, t), T.p_churn(ids, t))
+    np.testing.assert_array_equal(cut.p_return(ids, t), T.p_return(ids, t))
+    offer = Offer("discount", 20, 3)
+    np.testing.assert_array_equal(
+        cut.p_return(ids, t, 30, offer, "email"), T.p_return(ids, t, 30, offer, "email")
+    )
+    np.testing.assert_array_equal(
+        cut.expected_incremental_profit(ids, t, offer, "multi", cfg),
+        T.expected_incremental_profit(ids, t, offer, "multi", cfg),
+    )
+    assert list(cut.true_reason(ids, t)) == list(T.true_reason(ids, t))
