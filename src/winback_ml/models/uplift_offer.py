@@ -27,7 +27,7 @@ structure that generalises across discount depths and lengths:
 * ``gamma``: decay of the response with the days lapsed; ``beta_g . z``:
   covariate effects (standardised log MRR, yearly plan, coupon-site
   acquisition, earlier returns), one vector for incentive offers (discount,
-  free month, early renewal) and one for the others.
+  free month, early renewal) and one for the others (or one per offer type).
 
 Fit by penalised maximum likelihood (L-BFGS, analytic gradient) on the
 campaign history (:func:`offer_training_frame`). An offer type or channel
@@ -68,7 +68,7 @@ OFFER_TYPES_CONTACT: tuple[str, ...] = (
     "early_renewal",
 )
 _INCENTIVE = ("discount", "free_month", "early_renewal")
-Z_FEATURES: tuple[str, ...] = ("z_log_mrr", "z_yearly", "z_coupon", "z_returned_before")
+Z_FEATURES: tuple[str, ...] = ("log_mrr", "yearly", "coupon", "returned_before")
 _APP_SOURCES = ("app_store", "google_play")
 
 
@@ -209,6 +209,12 @@ class StructuredOfferResponseModel:
         An offer type (or channel) tried on fewer assignments is "untried":
         its predictions are NaN.
     max_iter : int
+    z_features : tuple of str, optional
+        Covariates of the response (standardised; missing = 0). Default
+        :data:`Z_FEATURES`.
+    beta_by_type : bool
+        One covariate vector per offer type; default False: one for incentive
+        offers (discount, free month, early renewal) and one for the others.
     """
 
     def __init__(
@@ -217,11 +223,15 @@ class StructuredOfferResponseModel:
         penalty_beta: float = 2.0,
         min_type_rows: int = 30,
         max_iter: int = 500,
+        z_features: tuple[str, ...] | None = None,
+        beta_by_type: bool = False,
     ) -> None:
         self.penalty_reason = penalty_reason
         self.penalty_beta = penalty_beta
         self.min_type_rows = min_type_rows
         self.max_iter = max_iter
+        self.z_features = z_features
+        self.beta_by_type = beta_by_type
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {
@@ -229,6 +239,8 @@ class StructuredOfferResponseModel:
             "penalty_beta": self.penalty_beta,
             "min_type_rows": self.min_type_rows,
             "max_iter": self.max_iter,
+            "z_features": self.z_features,
+            "beta_by_type": self.beta_by_type,
         }
 
     def set_params(self, **params: Any) -> StructuredOfferResponseModel:
@@ -237,7 +249,22 @@ class StructuredOfferResponseModel:
         return self
 
     # ------------------------------------------------------------------ layout
-    _nR, _nT, _nZ = len(REASONS), len(OFFER_TYPES_CONTACT), len(Z_FEATURES)
+    _nR, _nT = len(REASONS), len(OFFER_TYPES_CONTACT)
+
+    @property
+    def _zcols(self) -> tuple[str, ...]:
+        return tuple(self.z_features) if self.z_features is not None else Z_FEATURES
+
+    @property
+    def _nZ(self) -> int:
+        return len(self._zcols)
+
+    @property
+    def _nG(self) -> int:
+        return self._nT if self.beta_by_type else 2
+
+    def _group(self, X: dict[str, np.ndarray]) -> np.ndarray:
+        return X["t"] if self.beta_by_type else X["incentive"].astype(int)
 
     def _slices(self) -> dict[str, slice]:
         nR, nT, nZ = self._nR, self._nT, self._nZ
@@ -248,7 +275,7 @@ class StructuredOfferResponseModel:
             ("tau", 1),
             ("rho", 4),
             ("gamma", 1),
-            ("beta", 2 * nZ),
+            ("beta", self._nG * nZ),
         ]
         out, i = {}, 0
         for k, s in sizes:
@@ -257,11 +284,14 @@ class StructuredOfferResponseModel:
         out["_n"] = slice(0, i)
         return out
 
+    def _zraw(self, F: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self._zcols if c not in F.columns]
+        if missing:
+            raise ModelError(f"The offer-response features lack z columns {missing}.")
+        return F[list(self._zcols)].astype(float).fillna(0.0).to_numpy()
+
     def _z(self, F: pd.DataFrame) -> np.ndarray:
-        raw = np.column_stack(
-            [F["log_mrr"], F["yearly"], F["coupon"], F["returned_before"]]
-        ).astype(float)
-        return (raw - self.z_mean_) / self.z_std_
+        return (self._zraw(F) - self.z_mean_) / self.z_std_
 
     @staticmethod
     def _design(
@@ -298,7 +328,7 @@ class StructuredOfferResponseModel:
         tau = np.exp(theta[s["tau"]][0])
         rho = theta[s["rho"]]
         gamma = theta[s["gamma"]][0]
-        beta = theta[s["beta"]].reshape(2, nZ)
+        beta = theta[s["beta"]].reshape(self._nG, nZ)
         n = len(X["t"])
         Rm = np.exp(a[None, :] + b)  # (nR, nT)
         contrib = X["P"] * Rm[:, X["t"]].T  # (n, nR)
@@ -315,7 +345,7 @@ class StructuredOfferResponseModel:
             [re, rs, sa, 1 - (1 - re) * (1 - rs)],
             default=0.0,
         )
-        g = X["incentive"].astype(int)
+        g = self._group(X)
         lin = -gamma * X["d"] + np.einsum("ij,ij->i", z, beta[g])
         E = np.exp(np.clip(lin, -30, 30))
         v = reach * S * D * E
@@ -398,10 +428,11 @@ class StructuredOfferResponseModel:
         grad[rho_s + 2] = np.sum(w * rest * dr_a)
         grad[rho_s + 3] = np.sum(w * rest * dr_a * X["app"])
         grad[s["gamma"]] = np.sum(wv * -X["d"])
-        gbeta = np.zeros((2, nZ))
-        for gi in (0, 1):
+        gbeta = np.zeros((self._nG, nZ))
+        for gi in range(self._nG):
             m = q["g"] == gi
-            gbeta[gi] = (wv[m, None] * z[m]).sum(axis=0)
+            if m.any():
+                gbeta[gi] = (wv[m, None] * z[m]).sum(axis=0)
         grad[s["beta"]] = gbeta.ravel()
         # penalties
         b = theta[s["b"]]
@@ -461,9 +492,7 @@ class StructuredOfferResponseModel:
             if len(disc)
             else (0.0, 0.0)
         )
-        raw = np.column_stack(
-            [tr["log_mrr"], tr["yearly"], tr["coupon"], tr["returned_before"]]
-        ).astype(float)
+        raw = self._zraw(tr)
         self.z_mean_ = raw.mean(axis=0)
         self.z_std_ = np.where(raw.std(axis=0) > 0, raw.std(axis=0), 1.0)
         y = tr["reactivated"].to_numpy(float)
