@@ -102,7 +102,16 @@ def main() -> None:
     port = free_port()
     count_file = tmp / "smtp_count.json"
     srv = subprocess.Popen(
-        [sys.executable, "-m", "winback_ml.dispatch.testing", "smtp", "--port", str(port), "--count-file", str(count_file)],
+        [
+            sys.executable,
+            "-m",
+            "winback_ml.dispatch.testing",
+            "smtp",
+            "--port",
+            str(port),
+            "--count-file",
+            str(count_file),
+        ],
         stdout=subprocess.PIPE,
     )
     srv.stdout.readline()
@@ -121,10 +130,19 @@ def main() -> None:
     res = {
         "benchmark": "bench_dispatch",
         "when_utc": datetime.utcnow().isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+        },
         "store": "sqlite (file, WAL)",
         "customers": n,
-        "enqueue": {"messages": enqueued, "seconds": round(enqueue_s, 2), "messages_per_s": round(enqueued / enqueue_s, 1), "codes": n},
+        "enqueue": {
+            "messages": enqueued,
+            "seconds": round(enqueue_s, 2),
+            "messages_per_s": round(enqueued / enqueue_s, 1),
+            "codes": n,
+        },
         "send": {
             "messages": report.sent,
             "seconds": round(send_s, 2),
@@ -135,7 +153,10 @@ def main() -> None:
             "server_unique": received["unique"],
             "server_duplicates": received["duplicates"],
         },
-        "peak_rss_mb": {"after_enqueue": round(rss_after_enqueue, 1), "after_send": round(peak_rss_mb(), 1)},
+        "peak_rss_mb": {
+            "after_enqueue": round(rss_after_enqueue, 1),
+            "after_send": round(peak_rss_mb(), 1),
+        },
         "setup_seconds": round(setup_s, 2),
         "outbox_states": counts,
     }

@@ -12,7 +12,9 @@ from winback_ml.data.store import Store
 LANGS = ["en", "de", "fr", "es", "it"]
 
 
-def make_tables(n: int = 20, *, tz: str = "Europe/Berlin", ended: str = "2025-06-01") -> dict[str, pd.DataFrame]:
+def make_tables(
+    n: int = 20, *, tz: str = "Europe/Berlin", ended: str = "2025-06-01"
+) -> dict[str, pd.DataFrame]:
     """Contract tables for n lapsed customers c0..c{n-1} (all consented, valid addresses)."""
     ids = [f"c{i}" for i in range(n)]
     cust = pd.DataFrame(

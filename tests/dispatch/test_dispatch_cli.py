@@ -21,23 +21,94 @@ def test_plan_enrol_tick_status_export(store_factory, tmp_path, smtp_server):
     store = store_factory(8)
     make_targets([f"c{i}" for i in range(8)]).to_csv(tmp_path / "targets.csv", index=False)
     url = store.url
-    r = runner.invoke(app, ["dispatch", "plan", str(tmp_path / "targets.csv"), "--store", url, "--now", "2025-06-21T10:00", "--holdout", "0"])
+    r = runner.invoke(
+        app,
+        [
+            "dispatch",
+            "plan",
+            str(tmp_path / "targets.csv"),
+            "--store",
+            url,
+            "--now",
+            "2025-06-21T10:00",
+            "--holdout",
+            "0",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert _json(r.output)["messages"] == 40 and _json(r.output)["written"] is False
-    r = runner.invoke(app, ["dispatch", "enrol", str(tmp_path / "targets.csv"), "--store", url, "--now", "2025-06-21T10:00", "--holdout", "0", "--campaign", "cli1"])
+    r = runner.invoke(
+        app,
+        [
+            "dispatch",
+            "enrol",
+            str(tmp_path / "targets.csv"),
+            "--store",
+            url,
+            "--now",
+            "2025-06-21T10:00",
+            "--holdout",
+            "0",
+            "--campaign",
+            "cli1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert _json(r.output)["enrolled"] == 8 and _json(r.output)["codes"] == 8
     out_dir = tmp_path / "dry"
-    r = runner.invoke(app, ["dispatch", "tick", "--store", url, "--now", "2025-06-21T10:00", "--dry-run-dir", str(out_dir)])
+    r = runner.invoke(
+        app,
+        [
+            "dispatch",
+            "tick",
+            "--store",
+            url,
+            "--now",
+            "2025-06-21T10:00",
+            "--dry-run-dir",
+            str(out_dir),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert _json(r.output)["sent"] == 8
     assert len(list((out_dir / "email").glob("*.json"))) == 8
-    r = runner.invoke(app, ["dispatch", "tick", "--store", url, "--now", "2025-06-24T10:00", "--email", "smtp", "--smtp-port", str(smtp_server.port), "--sms", "none", "--in-app", "table"])
+    r = runner.invoke(
+        app,
+        [
+            "dispatch",
+            "tick",
+            "--store",
+            url,
+            "--now",
+            "2025-06-24T10:00",
+            "--email",
+            "smtp",
+            "--smtp-port",
+            str(smtp_server.port),
+            "--sms",
+            "none",
+            "--in-app",
+            "table",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert smtp_server.count() == 0  # day 3 is the SMS step; SMS is switched off
     r = runner.invoke(app, ["dispatch", "status", "--store", url])
     assert _json(r.output) == {"pending": 32, "sent": 8}
-    r = runner.invoke(app, ["dispatch", "export-codes", str(tmp_path / "codes.csv"), "--store", url, "--campaign", "cli1", "--now", "2025-06-24"])
+    r = runner.invoke(
+        app,
+        [
+            "dispatch",
+            "export-codes",
+            str(tmp_path / "codes.csv"),
+            "--store",
+            url,
+            "--campaign",
+            "cli1",
+            "--now",
+            "2025-06-24",
+        ],
+    )
     assert r.exit_code == 0 and "8 codes" in r.output
     assert len(list(csv.DictReader((tmp_path / "codes.csv").open()))) == 8
 
@@ -53,7 +124,9 @@ def test_bad_targets_exit_1_with_the_violations(store_factory, tmp_path):
 
 def test_sms_stop_and_unsubscribe_commands(store_factory):
     store = store_factory(2)
-    r = runner.invoke(app, ["dispatch", "sms-inbound", "+4915100000001", "STOP", "--store", store.url])
+    r = runner.invoke(
+        app, ["dispatch", "sms-inbound", "+4915100000001", "STOP", "--store", store.url]
+    )
     assert r.exit_code == 0 and "unsubscribed" in r.output
     r = runner.invoke(app, ["dispatch", "unsubscribe", "forged.token", "--store", store.url])
     assert r.exit_code == 1 and "signature" in r.output

@@ -28,7 +28,14 @@ T0 = datetime(2025, 6, 21, 10, 0)
 
 def _req(n, offer="discount"):
     return [
-        {"enrolment_id": f"e{i}", "campaign_id": "k", "customer_id": f"c{i}", "offer_type": offer, "discount_pct": 20, "discount_months": 3}
+        {
+            "enrolment_id": f"e{i}",
+            "campaign_id": "k",
+            "customer_id": f"c{i}",
+            "offer_type": offer,
+            "discount_pct": 20,
+            "discount_months": 3,
+        }
         for i in range(n)
     ]
 
@@ -54,7 +61,16 @@ def test_uniqueness_is_a_database_constraint(store_factory):
     db = DispatchDB(store_factory(1))
     issued = issue_codes(db, _req(3), T0)
     dup = next(iter(issued.values()))
-    row = {"code": dup, "enrolment_id": "other", "customer_id": "c9", "offer_type": "discount", "discount_pct": 5, "discount_months": 1, "issued_at": T0, "expires_at": T0}
+    row = {
+        "code": dup,
+        "enrolment_id": "other",
+        "customer_id": "c9",
+        "offer_type": "discount",
+        "discount_pct": 5,
+        "discount_months": 1,
+        "issued_at": T0,
+        "expires_at": T0,
+    }
     with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
         conn.execute(codes.insert(), [row])
 
@@ -80,7 +96,12 @@ def test_single_use_and_expiry_even_under_concurrency(store_factory):
     db = DispatchDB(store_factory(1))
     c = issue_codes(db, _req(2), T0, valid_days=30)
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(redeem_code(db, c["e0"], T0 + timedelta(days=1)))) for _ in range(8)]
+    threads = [
+        threading.Thread(
+            target=lambda: outcomes.append(redeem_code(db, c["e0"], T0 + timedelta(days=1)))
+        )
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -93,12 +114,32 @@ def test_single_use_and_expiry_even_under_concurrency(store_factory):
 def test_csv_export_for_billing_import(store_factory, tmp_path):
     db = DispatchDB(store_factory(1))
     c = issue_codes(db, _req(3), T0, valid_days=30)
-    issue_codes(db, [{**_req(1, "free_month")[0], "enrolment_id": "fm", "discount_pct": 0, "discount_months": 1}], T0)
+    issue_codes(
+        db,
+        [
+            {
+                **_req(1, "free_month")[0],
+                "enrolment_id": "fm",
+                "discount_pct": 0,
+                "discount_months": 1,
+            }
+        ],
+        T0,
+    )
     redeem_code(db, c["e2"], T0)
     n = export_codes_csv(db, tmp_path / "codes.csv")
     rows = list(csv.DictReader((tmp_path / "codes.csv").open()))
     assert n == 3 == len(rows)
-    assert list(rows[0]) == ["code", "customer_id", "campaign_id", "offer_type", "percent_off", "duration_in_months", "expires_at", "max_redemptions"]
+    assert list(rows[0]) == [
+        "code",
+        "customer_id",
+        "campaign_id",
+        "offer_type",
+        "percent_off",
+        "duration_in_months",
+        "expires_at",
+        "max_redemptions",
+    ]
     assert c["e2"] not in {r["code"] for r in rows}
     fm = next(r for r in rows if r["offer_type"] == "free_month")
     assert fm["percent_off"] == "100" and fm["max_redemptions"] == "1"
@@ -114,9 +155,33 @@ def test_redemption_seen_by_intake_marks_the_code_used(store_factory):
         conn.execute(
             ev.insert(),
             [
-                {"event_id": "r1", "occurred_at": T0 + timedelta(days=2), "customer_id": "c0", "subscription_id": "s0", "source": "stripe", "event_type": "reactivated", "detail": f"promo code:{c['e0'].lower()}"},
-                {"event_id": "r2", "occurred_at": T0 + timedelta(days=9), "customer_id": "c1", "subscription_id": "s1", "source": "stripe", "event_type": "reactivated", "detail": f"code:{c['e1']}"},
-                {"event_id": "r3", "occurred_at": T0 + timedelta(days=3), "customer_id": "c2", "subscription_id": "s2", "source": "stripe", "event_type": "reactivated", "detail": "code:UNKNOWN00000"},
+                {
+                    "event_id": "r1",
+                    "occurred_at": T0 + timedelta(days=2),
+                    "customer_id": "c0",
+                    "subscription_id": "s0",
+                    "source": "stripe",
+                    "event_type": "reactivated",
+                    "detail": f"promo code:{c['e0'].lower()}",
+                },
+                {
+                    "event_id": "r2",
+                    "occurred_at": T0 + timedelta(days=9),
+                    "customer_id": "c1",
+                    "subscription_id": "s1",
+                    "source": "stripe",
+                    "event_type": "reactivated",
+                    "detail": f"code:{c['e1']}",
+                },
+                {
+                    "event_id": "r3",
+                    "occurred_at": T0 + timedelta(days=3),
+                    "customer_id": "c2",
+                    "subscription_id": "s2",
+                    "source": "stripe",
+                    "event_type": "reactivated",
+                    "detail": "code:UNKNOWN00000",
+                },
             ],
         )
     rep = mark_redeemed_from_events(db, now=T0 + timedelta(days=5))  # r2 is in the future: not read

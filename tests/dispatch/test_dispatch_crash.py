@@ -59,12 +59,21 @@ def test_sigkill_many_times_every_message_exactly_once(store_factory, tmp_path):
     store = store_factory(n)
     seq = {
         "settings": {"quiet_hours": None, "frequency_cap": {"per_day": 0, "per_week": 0}},
-        "sequences": [{"id": "one", "steps": [{"name": "intro", "day": 0, "channel": "email", "template": "intro"}]}],
+        "sequences": [
+            {
+                "id": "one",
+                "steps": [{"name": "intro", "day": 0, "channel": "email", "template": "intro"}],
+            }
+        ],
     }
     seq_file = tmp_path / "seq.yaml"
     seq_file.write_text(yaml.safe_dump(seq))
     plan = enrol_targets(
-        store, make_targets([f"c{i}" for i in range(n)], channel="email"), NOW, holdout=0.0, book=load_sequences(seq_file)
+        store,
+        make_targets([f"c{i}" for i in range(n)], channel="email"),
+        NOW,
+        holdout=0.0,
+        book=load_sequences(seq_file),
     )
     assert plan.summary()["messages"] == n
     with store.engine.connect() as conn:
@@ -110,7 +119,11 @@ def test_sigkill_many_times_every_message_exactly_once(store_factory, tmp_path):
         f"missing {len(expected - set(received))}, unexpected {len(set(received) - expected)}"
     )
     with store.engine.connect() as conn:
-        states = dict(conn.execute(sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state)).all())
+        states = dict(
+            conn.execute(sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state)).all()
+        )
     assert states == {"sent": n}
     assert mid_send >= 3, f"only {mid_send} kills landed between handing to SMTP and recording"
-    print(f"\nkills={kills} mid_send={mid_send} runs={runs} before_final={sent_before_final} final_report={report}")
+    print(
+        f"\nkills={kills} mid_send={mid_send} runs={runs} before_final={sent_before_final} final_report={report}"
+    )

@@ -33,7 +33,12 @@ def test_bad_targets_raise_one_error_naming_column_rows_and_fix(store_factory):
     with pytest.raises(DataContractError) as e:
         enrol_targets(store, t, T0)
     msg = str(e.value)
-    for col, cid in (("offer_type", "c1"), ("channel", "c2"), ("discount_pct", "c3"), ("contact", "c0")):
+    for col, cid in (
+        ("offer_type", "c1"),
+        ("channel", "c2"),
+        ("discount_pct", "c3"),
+        ("contact", "c0"),
+    ):
         assert f"targets.{col}" in msg and cid in msg
     assert "Fix:" in msg and "nothing was enrolled" in msg
     assert _count(store, outbox) == 0 and _count(store, enrolments) == 0
@@ -56,7 +61,9 @@ def test_only_contact_true_and_never_twice(store_factory):
     n = _count(store, outbox)
     p2 = enrol_targets(store, t, T0 + timedelta(hours=1), holdout=0.0)  # same campaign again
     assert p2.summary()["enrolled"] == 0 and set(p2.skipped["customer_id"]) == {"c0", "c2", "c4"}
-    p3 = enrol_targets(store, t, T0 + timedelta(days=1), holdout=0.0, campaign_id="other")  # still active
+    p3 = enrol_targets(
+        store, t, T0 + timedelta(days=1), holdout=0.0, campaign_id="other"
+    )  # still active
     assert p3.summary()["enrolled"] == 0
     assert _count(store, outbox) == n
 
@@ -101,12 +108,21 @@ def test_plan_writes_nothing_and_matches_enrol(store_factory):
 def test_sequence_choice_by_segment_and_offer(store_factory):
     store = store_factory(3)
     t = make_targets(["c0", "c1", "c2"])
-    t.loc[1, ["offer_type", "discount_pct", "discount_months", "cancel_reason"]] = ["resume_billing", 0, 0, "payment_failed"]
+    t.loc[1, ["offer_type", "discount_pct", "discount_months", "cancel_reason"]] = [
+        "resume_billing",
+        0,
+        0,
+        "payment_failed",
+    ]
     t.loc[2, "segment"] = "lost"
     plan = enrol_targets(store, t, T0, holdout=0.0)
     seq = plan.enrolments.set_index("customer_id")["sequence_id"]
     assert seq.to_dict() == {"c0": "winback_30d", "c1": "resume_billing", "c2": "lost_light"}
-    assert plan.enrolments.set_index("customer_id")["code"].isna().to_dict() == {"c0": False, "c1": True, "c2": False}
+    assert plan.enrolments.set_index("customer_id")["code"].isna().to_dict() == {
+        "c0": False,
+        "c1": True,
+        "c2": False,
+    }
     steps = plan.outbox.groupby("customer_id")["step_name"].apply(list).to_dict()
     assert steps["c2"] == ["close_the_loop", "last_chance"]
     assert steps["c1"][0] == "update_card"
@@ -124,14 +140,51 @@ def _queue(store, rows):
 def test_auto_launch_respects_the_contact_window(store_factory):
     store = store_factory(4)
     ended = datetime(2025, 6, 1)
-    base = {"source": "stripe", "event_type": "cancelled", "initiator": "customer", "ended_at": ended, "queued_at": ended, "mrr": 29.0, "status": "pending", "status_at": ended}
+    base = {
+        "source": "stripe",
+        "event_type": "cancelled",
+        "initiator": "customer",
+        "ended_at": ended,
+        "queued_at": ended,
+        "mrr": 29.0,
+        "status": "pending",
+        "status_at": ended,
+    }
     q = _queue(
         store,
         [
-            {**base, "queue_id": "q0", "customer_id": "c0", "subscription_id": "s0", "reason": "too_expensive"},
-            {**base, "queue_id": "q1", "customer_id": "c1", "subscription_id": "s1", "reason": "payment_failed", "initiator": "system"},
-            {**base, "queue_id": "q2", "customer_id": "c2", "subscription_id": "s2", "reason": "missing_features", "status": "superseded"},
-            {**base, "queue_id": "q3", "customer_id": "c3", "subscription_id": "s3", "reason": "contract_ended", "queued_at": datetime(2025, 6, 5), "ended_at": datetime(2025, 6, 5)},
+            {
+                **base,
+                "queue_id": "q0",
+                "customer_id": "c0",
+                "subscription_id": "s0",
+                "reason": "too_expensive",
+            },
+            {
+                **base,
+                "queue_id": "q1",
+                "customer_id": "c1",
+                "subscription_id": "s1",
+                "reason": "payment_failed",
+                "initiator": "system",
+            },
+            {
+                **base,
+                "queue_id": "q2",
+                "customer_id": "c2",
+                "subscription_id": "s2",
+                "reason": "missing_features",
+                "status": "superseded",
+            },
+            {
+                **base,
+                "queue_id": "q3",
+                "customer_id": "c3",
+                "subscription_id": "s3",
+                "reason": "contract_ended",
+                "queued_at": datetime(2025, 6, 5),
+                "ended_at": datetime(2025, 6, 5),
+            },
         ],
     )
     now = datetime(2025, 6, 3, 12, 0)
@@ -141,7 +194,9 @@ def test_auto_launch_respects_the_contact_window(store_factory):
     first = plan.outbox.groupby("customer_id")["due_at"].min()
     assert first["c1"] == now  # payment failure: resume billing at once
     assert first["c0"] == ended + timedelta(days=14)  # not before day 14
-    assert e.loc["c1", "sequence_id"] == "resume_billing" and e.loc["c0", "offer_type"] == "discount"
+    assert (
+        e.loc["c1", "sequence_id"] == "resume_billing" and e.loc["c0", "offer_type"] == "discount"
+    )
     with store.engine.connect() as conn:
         st = dict(conn.execute(sa.select(q.c.queue_id, q.c.status)).all())
     assert st == {"q0": "enrolled", "q1": "enrolled", "q2": "superseded", "q3": "pending"}
@@ -154,7 +209,25 @@ def test_auto_launch_respects_the_contact_window(store_factory):
 def test_auto_launch_scorer_is_pluggable(store_factory):
     store = store_factory(2)
     ended = datetime(2025, 6, 1)
-    _queue(store, [{"queue_id": "q0", "customer_id": "c0", "subscription_id": "s0", "source": "stripe", "event_type": "cancelled", "reason": "unused", "initiator": "customer", "ended_at": ended, "queued_at": ended, "mrr": 9.0, "status": "pending", "status_at": ended}])
+    _queue(
+        store,
+        [
+            {
+                "queue_id": "q0",
+                "customer_id": "c0",
+                "subscription_id": "s0",
+                "source": "stripe",
+                "event_type": "cancelled",
+                "reason": "unused",
+                "initiator": "customer",
+                "ended_at": ended,
+                "queued_at": ended,
+                "mrr": 9.0,
+                "status": "pending",
+                "status_at": ended,
+            }
+        ],
+    )
 
     def scorer(queue, db, now):
         return make_targets(list(queue["customer_id"]), contact=False)

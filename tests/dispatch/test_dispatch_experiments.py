@@ -28,7 +28,9 @@ def test_assignment_is_deterministic_balanced_and_salted():
     a2 = assign_arms(list(reversed(ids)), exp)
     assert (a1 == a2.loc[a1.index]).all()  # order does not matter
     share = a1.value_counts(normalize=True)
-    assert share["a"] == pytest.approx(0.25, abs=0.01) and share["b"] == pytest.approx(0.5, abs=0.01)
+    assert share["a"] == pytest.approx(0.25, abs=0.01) and share["b"] == pytest.approx(
+        0.5, abs=0.01
+    )
     other = assign_arms(ids, Experiment("k", exp.arms, salt="another"))
     # a new salt is an independent draw: agreement ~ sum of squared shares = 0.375
     assert (other == a1).mean() == pytest.approx(0.375, abs=0.015)
@@ -49,11 +51,23 @@ def test_holdout_is_never_contacted_and_assignments_are_in_the_contract(store_fa
         [
             Arm("holdout", 0.25, is_control=True),
             Arm("target_offer", 0.25),
-            Arm("free_month_late", 0.25, offer={"offer_type": "free_month", "discount_months": 1}, send_delay_days=7, message_variant="late"),
+            Arm(
+                "free_month_late",
+                0.25,
+                offer={"offer_type": "free_month", "discount_months": 1},
+                send_delay_days=7,
+                message_variant="late",
+            ),
             Arm("plain", 0.25, offer={"offer_type": "none"}),
         ],
     )
-    plan = enrol_targets(store, make_targets([f"c{i}" for i in range(n)], channel="email"), T0, experiment=exp, book=book)
+    plan = enrol_targets(
+        store,
+        make_targets([f"c{i}" for i in range(n)], channel="email"),
+        T0,
+        experiment=exp,
+        book=book,
+    )
     s = plan.summary()
     hold = set(plan.enrolments.loc[plan.enrolments["is_control"], "customer_id"])
     assert s["holdout"] == len(hold) > 5
@@ -62,12 +76,17 @@ def test_holdout_is_never_contacted_and_assignments_are_in_the_contract(store_fa
     for d in range(0, 40):
         disp.tick(T0 + timedelta(days=d, hours=1))
     with store.engine.connect() as conn:
-        ob = pd.read_sql(sa.select(outbox.c.customer_id, outbox.c.state, outbox.c.due_at, outbox.c.enrolment_id), conn)
+        ob = pd.read_sql(
+            sa.select(outbox.c.customer_id, outbox.c.state, outbox.c.due_at, outbox.c.enrolment_id),
+            conn,
+        )
         code_owners = set(conn.execute(sa.select(codes.c.customer_id)).scalars())
         enr = pd.read_sql(sa.select(enrolments), conn).set_index("customer_id")
     assert not hold & set(ob["customer_id"]) and not hold & code_owners
     sent_to = {f.stem for f in (tmp_path / "out" / "email").glob("*.json")}
-    assert len(sent_to) == len(ob[ob.state == "sent"]) - len(list((tmp_path / "out" / "in_app").glob("*.json")))
+    assert len(sent_to) == len(ob[ob.state == "sent"]) - len(
+        list((tmp_path / "out" / "in_app").glob("*.json"))
+    )
     # timing variant: first message 7 days later; offer variant: free month codes, plain: no code
     late = enr[enr["arm_id"].str.startswith("free_month_late|")]
     first_due = ob.groupby("customer_id")["due_at"].min()

@@ -33,7 +33,9 @@ def _book(**settings):
 
 def _one(channel="email", template="intro", **settings):
     steps = [{"name": "a", "day": 0, "channel": channel, "template": template}]
-    return load_sequences({"settings": {**TEST_SETTINGS, **settings}, "sequences": [{"id": "one", "steps": steps}]})
+    return load_sequences(
+        {"settings": {**TEST_SETTINGS, **settings}, "sequences": [{"id": "one", "steps": steps}]}
+    )
 
 
 def _rows(store) -> pd.DataFrame:
@@ -56,13 +58,19 @@ def test_full_sequence_every_step_once_on_its_day(store_factory, smtp_server, ht
         r = disp.tick(T0 + timedelta(days=day, hours=1))
         if r.sent:
             sent_by_day[day] = r.sent
-        disp.tick(T0 + timedelta(days=day, hours=2))  # a second tick the same day sends nothing more
+        disp.tick(
+            T0 + timedelta(days=day, hours=2)
+        )  # a second tick the same day sends nothing more
     # default sequence: day 0 e-mail, 3 SMS, 7 in-app, 14 reminder, 28 last chance; 10 customers each
     assert sent_by_day == {0: 10, 3: 10, 7: 10, 14: 10, 28: 10}
     assert sorted(smtp_server.received.values()) == [1] * 30
     assert len(http_server.requests) == 10
-    assert {r["form"]["To"] for r in http_server.requests} == {f"+4915100{i:06d}" for i in range(10)}
-    assert all(r["headers"]["I-Twilio-Idempotency-Token"].startswith("wb-") for r in http_server.requests)
+    assert {r["form"]["To"] for r in http_server.requests} == {
+        f"+4915100{i:06d}" for i in range(10)
+    }
+    assert all(
+        r["headers"]["I-Twilio-Idempotency-Token"].startswith("wb-") for r in http_server.requests
+    )
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(inapp)).scalar() == 10
     assert outbox_counts(store) == {"sent": 50}
@@ -81,18 +89,34 @@ def test_bad_input_fails_that_message_and_the_batch_goes_on(store_factory, smtp_
     # a customer whose address the server refuses permanently
     smtp_server.refuse.add("user4@example.com")
     book = _one()
-    enrol_targets(store, make_targets([f"c{i}" for i in range(6)], channel="email"), T0, holdout=0.0, book=book)
+    enrol_targets(
+        store,
+        make_targets([f"c{i}" for i in range(6)], channel="email"),
+        T0,
+        holdout=0.0,
+        book=book,
+    )
     # an invalid address stored after validation (e.g. edited in the CRM later)
     with store.engine.begin() as conn:
-        conn.execute(store.table("customers").update().where(store.table("customers").c.customer_id == "c5").values(email="not-an-address"))
+        conn.execute(
+            store.table("customers")
+            .update()
+            .where(store.table("customers").c.customer_id == "c5")
+            .values(email="not-an-address")
+        )
     disp = Dispatcher(store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=book)
     r = disp.tick(T0)
     rows = _rows(store).set_index("customer_id")
     assert rows.loc["c0", "state"] == "sent" and rows.loc["c3", "state"] == "sent"
-    assert rows.loc["c1", "state"] == "skipped" and "no e-mail address" in rows.loc["c1", "last_error"]
+    assert (
+        rows.loc["c1", "state"] == "skipped" and "no e-mail address" in rows.loc["c1", "last_error"]
+    )
     assert rows.loc["c2", "state"] == "skipped" and "consent" in rows.loc["c2", "last_error"]
     assert rows.loc["c4", "state"] == "dead" and "refused (550)" in rows.loc["c4", "last_error"]
-    assert rows.loc["c5", "state"] == "dead" and "invalid e-mail address" in rows.loc["c5", "last_error"]
+    assert (
+        rows.loc["c5", "state"] == "dead"
+        and "invalid e-mail address" in rows.loc["c5", "last_error"]
+    )
     assert "not-an-address" not in rows.loc["c5", "last_error"]  # no PII in reasons
     assert r.sent == 2 and smtp_server.count() == 2
     assert {d["customer_id"] for d in dead_letters(store)} == {"c4", "c5"}
@@ -100,14 +124,23 @@ def test_bad_input_fails_that_message_and_the_batch_goes_on(store_factory, smtp_
 
 def test_template_failure_is_dead_lettered_with_reason(store_factory, smtp_server, tmp_path):
     (tmp_path / "tpl" / "en").mkdir(parents=True)
-    (tmp_path / "tpl" / "en" / "broken.j2").write_text("{% if part == 'subject' %}Hi{% else %}{{ not_there }}{% endif %}")
+    (tmp_path / "tpl" / "en" / "broken.j2").write_text(
+        "{% if part == 'subject' %}Hi{% else %}{{ not_there }}{% endif %}"
+    )
     store = store_factory(3)
     book = load_sequences(
         {
             "settings": TEST_SETTINGS,
             "sequences": [
-                {"id": "x", "match": {"segment": ["hot"]}, "steps": [{"name": "a", "day": 0, "channel": "email", "template": "broken"}]},
-                {"id": "y", "steps": [{"name": "a", "day": 0, "channel": "email", "template": "intro"}]},
+                {
+                    "id": "x",
+                    "match": {"segment": ["hot"]},
+                    "steps": [{"name": "a", "day": 0, "channel": "email", "template": "broken"}],
+                },
+                {
+                    "id": "y",
+                    "steps": [{"name": "a", "day": 0, "channel": "email", "template": "intro"}],
+                },
             ],
         }
     )
@@ -116,11 +149,19 @@ def test_template_failure_is_dead_lettered_with_reason(store_factory, smtp_serve
     enrol_targets(store, t, T0, holdout=0.0, book=book)
     from winback_ml.dispatch.templates import TemplateRenderer
 
-    disp = Dispatcher(store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=book, renderer=TemplateRenderer(tmp_path / "tpl"))
+    disp = Dispatcher(
+        store,
+        {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)},
+        book=book,
+        renderer=TemplateRenderer(tmp_path / "tpl"),
+    )
     disp.tick(T0)
     rows = _rows(store).set_index("customer_id")
     assert list(rows["state"]) == ["dead", "dead", "sent"]
-    assert "missing variable" in rows.loc["c0", "last_error"] and "not_there" in rows.loc["c0", "last_error"]
+    assert (
+        "missing variable" in rows.loc["c0", "last_error"]
+        and "not_there" in rows.loc["c0", "last_error"]
+    )
 
 
 def test_channel_down_retries_with_backoff_then_dead_letter(store_factory):
@@ -147,9 +188,13 @@ def test_channel_down_retries_with_backoff_then_dead_letter(store_factory):
 def test_sms_api_errors_retry_or_dead_letter(store_factory):
     store = store_factory(3)
     book = _one("sms", "sms")
-    enrol_targets(store, make_targets(["c0", "c1", "c2"], channel="sms"), T0, holdout=0.0, book=book)
+    enrol_targets(
+        store, make_targets(["c0", "c1", "c2"], channel="sms"), T0, holdout=0.0, book=book
+    )
     with LoopbackHTTPServer(reject_numbers={"+4915100000001"}) as api:
-        disp = Dispatcher(store, {"sms": TwilioSMSChannel(api.url, "AC1", "tok", "+15550000000")}, book=book)
+        disp = Dispatcher(
+            store, {"sms": TwilioSMSChannel(api.url, "AC1", "tok", "+15550000000")}, book=book
+        )
         disp.tick(T0)
         rows = _rows(store).set_index("customer_id")
         assert rows.loc["c1", "state"] == "dead" and "HTTP 400" in rows.loc["c1", "last_error"]
@@ -158,7 +203,9 @@ def test_sms_api_errors_retry_or_dead_letter(store_factory):
     with store.engine.begin() as conn:
         conn.execute(outbox.update().where(outbox.c.customer_id == "c2").values(state="pending"))
     with LoopbackHTTPServer(fail_status=503) as api:
-        disp = Dispatcher(store, {"sms": TwilioSMSChannel(api.url, "AC1", "tok", "+15550000000")}, book=book)
+        disp = Dispatcher(
+            store, {"sms": TwilioSMSChannel(api.url, "AC1", "tok", "+15550000000")}, book=book
+        )
         r = disp.tick(T0 + timedelta(hours=1))
         assert r.retried == 1
         assert _rows(store).set_index("customer_id").loc["c2", "state"] == "pending"
@@ -166,13 +213,21 @@ def test_sms_api_errors_retry_or_dead_letter(store_factory):
 
 def test_quiet_hours_defer_to_local_morning_and_frequency_cap(store_factory, smtp_server):
     store = store_factory(2, tz="Asia/Tokyo")
-    book = _book(quiet_hours={"start": "21:00", "end": "09:00"}, frequency_cap={"per_day": 1, "per_week": 3})
+    book = _book(
+        quiet_hours={"start": "21:00", "end": "09:00"}, frequency_cap={"per_day": 1, "per_week": 3}
+    )
     seqs = {"id": "two", "steps": [
         {"name": "a", "day": 0, "channel": "email", "template": "intro"},
         {"name": "b", "day": 0, "channel": "email", "template": "reminder"},
     ]}  # fmt: skip
     book.sequences.insert(0, load_sequences({"sequences": [seqs]}).sequences[0])
-    enrol_targets(store, make_targets(["c0", "c1"], channel="email"), datetime(2025, 6, 21, 14, 0), holdout=0.0, book=book)
+    enrol_targets(
+        store,
+        make_targets(["c0", "c1"], channel="email"),
+        datetime(2025, 6, 21, 14, 0),
+        holdout=0.0,
+        book=book,
+    )
     disp = Dispatcher(store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=book)
     r = disp.tick(datetime(2025, 6, 21, 14, 0))  # 23:00 in Tokyo
     assert r.sent == 0 and r.deferred == 4
@@ -181,7 +236,9 @@ def test_quiet_hours_defer_to_local_morning_and_frequency_cap(store_factory, smt
     r = disp.tick(datetime(2025, 6, 22, 0, 0))
     assert r.sent == 2 and r.deferred == 2  # one per customer per day
     rows = _rows(store)
-    assert (rows.loc[rows["state"] == "pending", "next_attempt_at"] == datetime(2025, 6, 23, 0, 0)).all()
+    assert (
+        rows.loc[rows["state"] == "pending", "next_attempt_at"] == datetime(2025, 6, 23, 0, 0)
+    ).all()
     assert disp.tick(datetime(2025, 6, 23, 0, 0)).sent == 2
     assert sorted(smtp_server.received.values()) == [1, 1, 1, 1]
 
@@ -189,16 +246,35 @@ def test_quiet_hours_defer_to_local_morning_and_frequency_cap(store_factory, smt
 def test_recovery_reconciles_a_crash_between_sending_and_recording(store_factory, smtp_server):
     store = store_factory(4)
     book = _one(lease_seconds=0.5)
-    enrol_targets(store, make_targets([f"c{i}" for i in range(4)], channel="email"), T0, holdout=0.0, book=book)
+    enrol_targets(
+        store,
+        make_targets([f"c{i}" for i in range(4)], channel="email"),
+        T0,
+        holdout=0.0,
+        book=book,
+    )
     ch = SMTPEmailChannel("127.0.0.1", smtp_server.port)
     disp = Dispatcher(store, {"email": ch}, book=book)
     # simulate a worker that handed c0 and c1 to SMTP, then died before recording; c2 died mid-claim
     rows = disp._claim(T0, 10)
     with store.engine.begin() as conn:
-        conn.execute(outbox.update().where(outbox.c.customer_id.in_(["c0", "c1"])).values(state="sending"))
+        conn.execute(
+            outbox.update().where(outbox.c.customer_id.in_(["c0", "c1"])).values(state="sending")
+        )
     from winback_ml.dispatch.channels import OutboundMessage
 
-    msg = [OutboundMessage(r.idempotency_key, r.customer_id, "email", f"user{r.customer_id[1:]}@example.com", "x", "s") for r in rows if r.customer_id == "c0"]
+    msg = [
+        OutboundMessage(
+            r.idempotency_key,
+            r.customer_id,
+            "email",
+            f"user{r.customer_id[1:]}@example.com",
+            "x",
+            "s",
+        )
+        for r in rows
+        if r.customer_id == "c0"
+    ]
     ch.send(msg)  # c0 reached the server; c1 did not
     time.sleep(0.6)
     disp2 = Dispatcher(store, {"email": ch}, book=book)
@@ -236,7 +312,9 @@ def test_dry_run_writes_masked_files_and_is_idempotent(store_factory, tmp_path):
 
     store = store_factory(3)
     book = _book()
-    enrol_targets(store, make_targets(["c0", "c1", "c2"], channel="email"), T0, holdout=0.0, book=book)
+    enrol_targets(
+        store, make_targets(["c0", "c1", "c2"], channel="email"), T0, holdout=0.0, book=book
+    )
     chans = {c: DryRunChannel(tmp_path / "out", c) for c in ("email", "sms", "in_app")}
     disp = Dispatcher(store, chans, book=book)
     disp.tick(T0)
@@ -246,13 +324,22 @@ def test_dry_run_writes_masked_files_and_is_idempotent(store_factory, tmp_path):
     assert doc["to"].startswith("u***@") and "user" not in doc["to"]
     assert doc["html"].startswith("<html>") and doc["subject"]
     # a crashed run is reconciled exactly from the files
-    assert chans["email"].reconcile([doc["idempotency_key"], "wb-nope"]) == {doc["idempotency_key"]: True, "wb-nope": False}
+    assert chans["email"].reconcile([doc["idempotency_key"], "wb-nope"]) == {
+        doc["idempotency_key"]: True,
+        "wb-nope": False,
+    }
 
 
 def test_two_workers_never_claim_the_same_row(store_factory, tmp_path):
     store = store_factory(30)
     book = _one()
-    enrol_targets(store, make_targets([f"c{i}" for i in range(30)], channel="email"), T0, holdout=0.0, book=book)
+    enrol_targets(
+        store,
+        make_targets([f"c{i}" for i in range(30)], channel="email"),
+        T0,
+        holdout=0.0,
+        book=book,
+    )
     a = Dispatcher(store, {"email": DryRunChannel(tmp_path / "a")}, book=book)
     b = Dispatcher(store, {"email": DryRunChannel(tmp_path / "b")}, book=book)
     ra = a._claim(T0, 20)

@@ -39,7 +39,16 @@ def _book():
 
 def _states(store) -> pd.DataFrame:
     with store.engine.connect() as conn:
-        return pd.read_sql(sa.select(outbox.c.customer_id, outbox.c.channel, outbox.c.step_name, outbox.c.state, outbox.c.last_error), conn)
+        return pd.read_sql(
+            sa.select(
+                outbox.c.customer_id,
+                outbox.c.channel,
+                outbox.c.step_name,
+                outbox.c.state,
+                outbox.c.last_error,
+            ),
+            conn,
+        )
 
 
 def _setup(store_factory, n=4):
@@ -52,7 +61,17 @@ def _add_event(store, cid, etype, at, detail=None):
     with store.engine.begin() as conn:
         conn.execute(
             store.table("events").insert(),
-            [{"event_id": f"x-{cid}-{etype}-{at:%j%H}", "occurred_at": at, "customer_id": cid, "subscription_id": f"s{cid[1:]}", "source": "stripe", "event_type": etype, "detail": detail}],
+            [
+                {
+                    "event_id": f"x-{cid}-{etype}-{at:%j%H}",
+                    "occurred_at": at,
+                    "customer_id": cid,
+                    "subscription_id": f"s{cid[1:]}",
+                    "source": "stripe",
+                    "event_type": etype,
+                    "detail": detail,
+                }
+            ],
         )
 
 
@@ -82,7 +101,9 @@ def test_secret_is_kept_in_the_store_and_env_wins(store_factory, monkeypatch):
 def test_unsubscribe_link_in_every_email_works(store_factory, smtp_server, monkeypatch):
     monkeypatch.delenv("WINBACK_UNSUBSCRIBE_SECRET", raising=False)
     store = _setup(store_factory, 2)
-    disp = Dispatcher(store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book())
+    disp = Dispatcher(
+        store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book()
+    )
     disp.tick(T0)
     raw = smtp_server.messages[0]["raw"].decode()
     import email
@@ -105,24 +126,32 @@ def test_reactivation_stops_the_sequence_and_future_events_are_not_read(store_fa
     store = _setup(store_factory, 3)
     _add_event(store, "c0", "reactivated", T0 + timedelta(days=2))
     _add_event(store, "c1", "subscribed", T0 + timedelta(days=20))  # in the future at day 3
-    disp = Dispatcher(store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book())
+    disp = Dispatcher(
+        store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book()
+    )
     disp.tick(T0)
     r = disp.tick(T0 + timedelta(days=3))
     assert r.stopped_enrolments == 1
     st = _states(store)
-    assert set(st.loc[(st.customer_id == "c0") & (st.step_name != "intro"), "state"]) == {"cancelled"}
+    assert set(st.loc[(st.customer_id == "c0") & (st.step_name != "intro"), "state"]) == {
+        "cancelled"
+    }
     assert set(st.loc[(st.customer_id == "c1") & (st.step_name != "intro"), "state"]) == {"pending"}
     with store.engine.connect() as conn:
         e = dict(conn.execute(sa.select(enrolments.c.customer_id, enrolments.c.status)).all())
     assert e == {"c0": "stopped", "c1": "active", "c2": "active"}
     disp.tick(T0 + timedelta(days=21))
-    assert set(_states(store).query("customer_id == 'c1' and step_name == 'last_chance'")["state"]) == {"cancelled"}
+    assert set(
+        _states(store).query("customer_id == 'c1' and step_name == 'last_chance'")["state"]
+    ) == {"cancelled"}
 
 
 def test_code_redemption_stops_the_sequence(store_factory):
     store = _setup(store_factory, 2)
     with store.engine.connect() as conn:
-        code = conn.execute(sa.select(enrolments.c.code).where(enrolments.c.customer_id == "c1")).scalar()
+        code = conn.execute(
+            sa.select(enrolments.c.code).where(enrolments.c.customer_id == "c1")
+        ).scalar()
     db = DispatchDB(store)
     assert redeem_code(db, code, T0 + timedelta(days=1)) == "redeemed"
     from winback_ml.dispatch.policy import apply_stop_rules
@@ -137,7 +166,9 @@ def test_complaint_closes_every_channel_bounce_only_email(store_factory):
     store = _setup(store_factory, 3)
     db = DispatchDB(store)
     record_feedback(db, "complaint", customer_id="c0", at=T0)
-    record_feedback(db, "bounce", customer_id="c1", address="user1@example.com", channel="email", at=T0)
+    record_feedback(
+        db, "bounce", customer_id="c1", address="user1@example.com", channel="email", at=T0
+    )
     st = _states(store)
     assert set(st.loc[st.customer_id == "c0", "state"]) == {"cancelled"}
     c1 = st[st.customer_id == "c1"]
@@ -150,13 +181,17 @@ def test_complaint_closes_every_channel_bounce_only_email(store_factory):
 def test_suppressed_address_is_stored_hashed_and_blocks_sending(store_factory, smtp_server):
     store = _setup(store_factory, 2)
     db = DispatchDB(store)
-    record_feedback(db, "bounce", address="USER0@example.com ", channel="email", at=T0 - timedelta(days=1))
+    record_feedback(
+        db, "bounce", address="USER0@example.com ", channel="email", at=T0 - timedelta(days=1)
+    )
     from winback_ml.dispatch.schema import suppression
 
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(suppression)).all()
     assert "example" not in str(rows)
-    Dispatcher(store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book()).tick(T0)
+    Dispatcher(
+        store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book()
+    ).tick(T0)
     assert [m["rcpt"] for m in smtp_server.messages] == [["user1@example.com"]]
 
 
@@ -166,16 +201,24 @@ def test_sms_stop_withdraws_consent_and_start_restores(store_factory, http_serve
     reply = handle_inbound_sms(db, "+4915100000000", " stop ", at=T0)
     assert "unsubscribed" in reply
     assert handle_inbound_sms(db, "+4915100000000", "thanks!") is None
-    disp = Dispatcher(store, {"sms": TwilioSMSChannel(http_server.url, "AC", "t", "+1555")}, book=_book())
+    disp = Dispatcher(
+        store, {"sms": TwilioSMSChannel(http_server.url, "AC", "t", "+1555")}, book=_book()
+    )
     disp.tick(T0 + timedelta(days=3, hours=1))
     assert [r["form"]["To"] for r in http_server.requests] == ["+4915100000001"]
     st = _states(store)
     assert st.query("customer_id == 'c0' and channel == 'sms'")["state"].tolist() == ["cancelled"]
-    assert "subscribed again" in handle_inbound_sms(db, "+4915100000000", "START", at=T0 + timedelta(days=4))
+    assert "subscribed again" in handle_inbound_sms(
+        db, "+4915100000000", "START", at=T0 + timedelta(days=4)
+    )
     from winback_ml.dispatch.schema import suppression
 
     with store.engine.connect() as conn:
-        left = conn.execute(sa.select(sa.func.count()).select_from(suppression).where(suppression.c.reason == "stop")).scalar()
+        left = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(suppression)
+            .where(suppression.c.reason == "stop")
+        ).scalar()
     assert left == 0
 
 
@@ -184,7 +227,9 @@ def test_consent_withdrawn_in_customers_skips_at_send_time(store_factory, smtp_s
     cust = store.table("customers")
     with store.engine.begin() as conn:
         conn.execute(cust.update().where(cust.c.customer_id == "c1").values(email_opt_in=False))
-    Dispatcher(store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book()).tick(T0)
+    Dispatcher(
+        store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book()
+    ).tick(T0)
     st = _states(store)
     row = st.query("customer_id == 'c1' and step_name == 'intro'").iloc[0]
     assert row["state"] == "skipped" and "consent" in row["last_error"]
@@ -194,12 +239,32 @@ def test_consent_withdrawn_in_customers_skips_at_send_time(store_factory, smtp_s
 @pytest.mark.parametrize(
     "now,tz,expect",
     [
-        (datetime(2025, 6, 21, 12, 0), "Europe/Berlin", datetime(2025, 6, 21, 12, 0)),  # 14:00 local
-        (datetime(2025, 6, 21, 20, 30), "Europe/Berlin", datetime(2025, 6, 22, 7, 0)),  # 22:30 CEST -> 09:00
-        (datetime(2025, 12, 21, 20, 30), "Europe/Berlin", datetime(2025, 12, 22, 8, 0)),  # winter: CET
-        (datetime(2025, 6, 21, 3, 0), "America/New_York", datetime(2025, 6, 21, 13, 0)),  # 23:00 EDT
+        (
+            datetime(2025, 6, 21, 12, 0),
+            "Europe/Berlin",
+            datetime(2025, 6, 21, 12, 0),
+        ),  # 14:00 local
+        (
+            datetime(2025, 6, 21, 20, 30),
+            "Europe/Berlin",
+            datetime(2025, 6, 22, 7, 0),
+        ),  # 22:30 CEST -> 09:00
+        (
+            datetime(2025, 12, 21, 20, 30),
+            "Europe/Berlin",
+            datetime(2025, 12, 22, 8, 0),
+        ),  # winter: CET
+        (
+            datetime(2025, 6, 21, 3, 0),
+            "America/New_York",
+            datetime(2025, 6, 21, 13, 0),
+        ),  # 23:00 EDT
         (datetime(2025, 6, 21, 3, 0), None, datetime(2025, 6, 21, 9, 0)),  # no zone: UTC
-        (datetime(2025, 6, 21, 3, 0), "Mars/Olympus", datetime(2025, 6, 21, 9, 0)),  # unknown zone: UTC
+        (
+            datetime(2025, 6, 21, 3, 0),
+            "Mars/Olympus",
+            datetime(2025, 6, 21, 9, 0),
+        ),  # unknown zone: UTC
     ],
 )
 def test_quiet_hours_in_the_customer_zone(now, tz, expect):

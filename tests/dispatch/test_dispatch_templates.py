@@ -18,7 +18,12 @@ def test_every_message_renders_in_every_language_offer_segment_and_reason(lang):
         for offer in OFFER_TYPES:
             for seg in SEGMENTS:
                 for reason in CANCEL_REASONS:
-                    ctx = example_context(lang=lang, segment=seg, reason=reason, offer={"type": offer, "discount_pct": 15.0, "discount_months": 1})
+                    ctx = example_context(
+                        lang=lang,
+                        segment=seg,
+                        reason=reason,
+                        offer={"type": offer, "discount_pct": 15.0, "discount_months": 1},
+                    )
                     m = R.render(ch, name, ctx)
                     assert m.template.startswith(f"{lang}/")
                     assert m.text and ("{{" not in m.text)
@@ -44,10 +49,14 @@ def test_language_specific_text_and_english_fallback():
 
 
 def test_close_the_loop_message_quotes_the_stated_reason_only():
-    stated = R.render("email", "intro", example_context(reason="missing_features", reason_source="stated"))
+    stated = R.render(
+        "email", "intro", example_context(reason="missing_features", reason_source="stated")
+    )
     assert "You mentioned something you needed was missing." in stated.text
     assert "We have shipped new features" in stated.text
-    inferred = R.render("email", "intro", example_context(reason="missing_features", reason_source="inferred"))
+    inferred = R.render(
+        "email", "intro", example_context(reason="missing_features", reason_source="inferred")
+    )
     assert "You mentioned" not in inferred.text and "We have shipped new features" in inferred.text
 
 
@@ -59,7 +68,11 @@ def test_segment_tone_differs():
 
 
 def test_html_is_autoescaped_and_text_is_not():
-    m = R.render("email", "intro", example_context(brand={"name": "<script>x</script>", "url": "https://a.example"}))
+    m = R.render(
+        "email",
+        "intro",
+        example_context(brand={"name": "<script>x</script>", "url": "https://a.example"}),
+    )
     assert "<script>" not in m.html and "&lt;script&gt;" in m.html
     assert "<script>x</script>" in m.text
 
@@ -88,9 +101,15 @@ def test_override_by_segment_and_offer_from_user_folder(tmp_path):
     (tmp_path / "de" / "sms.free_month.j2").write_text("FREE {{ code }}")
     r = TemplateRenderer(tmp_path)
     assert r.render("sms", "sms", example_context(lang="de")).text == "HOT-DISCOUNT ABCD-2345-WXYZ"
-    fm = example_context(lang="de", segment="warm", offer={"type": "free_month", "discount_pct": 0, "discount_months": 1})
+    fm = example_context(
+        lang="de",
+        segment="warm",
+        offer={"type": "free_month", "discount_pct": 0, "discount_months": 1},
+    )
     assert r.render("sms", "sms", fm).text == "FREE ABCD2345WXYZ"
-    assert r.render("sms", "sms", example_context(lang="de", segment="warm")).template == "de/sms.j2"
+    assert (
+        r.render("sms", "sms", example_context(lang="de", segment="warm")).template == "de/sms.j2"
+    )
 
 
 def test_unknown_template_names_the_fix():

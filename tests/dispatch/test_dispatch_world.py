@@ -32,7 +32,11 @@ def test_sequences_on_the_synthetic_world(tmp_path):
     subs = w.tables["subscriptions"]
     seen = subs[subs["started_at"] <= as_of]
     last = seen.sort_values("started_at").groupby("customer_id").tail(1)
-    lapsed = last[last["ended_at"].notna() & (last["ended_at"] <= as_of) & (last["ended_at"] > as_of - pd.Timedelta(days=90))]
+    lapsed = last[
+        last["ended_at"].notna()
+        & (last["ended_at"] <= as_of)
+        & (last["ended_at"] > as_of - pd.Timedelta(days=90))
+    ]
     assert len(lapsed) > 30
     targets = pd.DataFrame(
         {
@@ -73,12 +77,18 @@ def test_sequences_on_the_synthetic_world(tmp_path):
     assert (c["email_opt_in"].to_numpy()[em]).all() and c["email"].notna().to_numpy()[em].all()
     assert (c["sms_opt_in"].to_numpy()[sm]).all() and c["phone"].notna().to_numpy()[sm].all()
     skipped = ob[ob["state"] == "skipped"]
-    assert len(skipped) > 0 and skipped["last_error"].str.contains("consent|no phone|no e-mail").all()
+    assert (
+        len(skipped) > 0 and skipped["last_error"].str.contains("consent|no phone|no e-mail").all()
+    )
 
     # nothing is sent after the customer came back (the world's future returns)
     lapse = enr["lapsed_at"]
-    ret = ev[ev["event_type"].isin(REACTIVATION_EVENTS)].merge(lapse.rename("lapsed_at"), left_on="customer_id", right_index=True)
-    first_return = ret[ret["occurred_at"] > ret["lapsed_at"]].groupby("customer_id")["occurred_at"].min()
+    ret = ev[ev["event_type"].isin(REACTIVATION_EVENTS)].merge(
+        lapse.rename("lapsed_at"), left_on="customer_id", right_index=True
+    )
+    first_return = (
+        ret[ret["occurred_at"] > ret["lapsed_at"]].groupby("customer_id")["occurred_at"].min()
+    )
     fr = sent["customer_id"].map(first_return)
     assert not (fr.notna() & (sent["sent_at"] >= fr)).any()
     returned_in_window = first_return[first_return <= as_of + pd.Timedelta(days=28)]
@@ -90,7 +100,10 @@ def test_sequences_on_the_synthetic_world(tmp_path):
     # quiet hours in each customer's zone, and at most one e-mail/SMS per rolling day
     out = sent[sent["channel"] != "in_app"]
     local_hours = [
-        pd.Timestamp(s).tz_localize("UTC").tz_convert(ZoneInfo(cust.loc[cid, "timezone"] or "UTC")).hour
+        pd.Timestamp(s)
+        .tz_localize("UTC")
+        .tz_convert(ZoneInfo(cust.loc[cid, "timezone"] or "UTC"))
+        .hour
         for cid, s in zip(out["customer_id"], out["sent_at"], strict=True)
     ]
     assert all(9 <= h < 21 for h in local_hours)
@@ -103,8 +116,14 @@ def test_sequences_on_the_synthetic_world(tmp_path):
     never = set(enr.index[(enr["status"] == "active")]) - set(first_return.index)
     ok = [cid for cid in never if cust.loc[cid, "email_opt_in"] and cust.loc[cid, "email"]]
     assert ok
-    per = sent[(sent["channel"] == "email") & sent["customer_id"].isin(ok)].groupby("customer_id")["step_name"].apply(sorted)
-    assert (per.apply(lambda s: s == ["intro", "last_chance", "reminder"])).all() and len(per) == len(ok)
+    per = (
+        sent[(sent["channel"] == "email") & sent["customer_id"].isin(ok)]
+        .groupby("customer_id")["step_name"]
+        .apply(sorted)
+    )
+    assert (per.apply(lambda s: s == ["intro", "last_chance", "reminder"])).all() and len(
+        per
+    ) == len(ok)
     files = list((tmp_path / "out" / "email").glob("*.json"))
     assert len(files) == int(em.sum())
     assert plan.summary()["holdout"] == len(hold)

@@ -243,13 +243,21 @@ class Dispatcher:
             .order_by(outbox.c.next_attempt_at, outbox.c.id)
             .limit(n)
         )
-        if self.db.dialect == "postgresql":
-            sub = sub.with_for_update(skip_locked=True)
         lease = time.time() + self.settings.lease_seconds
         with self.db.engine.begin() as conn:
+            if self.db.dialect == "postgresql":
+                # Two statements: PostgreSQL may rescan an IN (... LIMIT ... FOR UPDATE) subquery
+                # per outer row and claim more than n rows. The row locks taken here hold until
+                # commit, and SKIP LOCKED keeps concurrent workers on disjoint rows.
+                ids = list(conn.execute(sub.with_for_update(skip_locked=True)).scalars())
+                target = outbox.c.id.in_(ids)
+            else:
+                # SQLite: one statement, so the read and the write are one atomic step
+                # under the database's write lock.
+                target = outbox.c.id.in_(sub.scalar_subquery())
             conn.execute(
                 outbox.update()
-                .where(outbox.c.id.in_(sub.scalar_subquery()), outbox.c.state == "pending")
+                .where(target, outbox.c.state == "pending")
                 .values(state="claimed", lease_owner=me, lease_until=lease, updated_at=now),
             )
             rows = conn.execute(
