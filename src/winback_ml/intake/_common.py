@@ -362,7 +362,7 @@ def monthly_mrr(price: float | None, interval: str | None) -> float | None:
     """Monthly recurring revenue of a price per ``interval`` (``month``/``year``)."""
     if price is None or interval is None:
         return None
-    return round(price / 12.0, 6) if interval == "year" else float(price)
+    return round(price / 12.0, 2) if interval == "year" else round(float(price), 2)
 
 
 def make_event(

@@ -381,7 +381,12 @@ def normalize_apple(body: bytes | str, *, apple_root: Any = None, **_: Any) -> N
         st.setdefault("status", "past_due")
     elif ntype == "DID_CHANGE_RENEWAL_STATUS":
         if subtype == "AUTO_RENEW_DISABLED":
-            add("cancel_requested", signed, detail=detail_tokens(ptype, "initiator:customer"))
+            add(
+                "cancel_requested",
+                signed,
+                reason="unknown",
+                detail=detail_tokens(ptype, "initiator:customer"),
+            )
             st["cancel_requested_at"] = signed
         else:
             st.update(cancel_requested_at=None, cancel_reason=None)

@@ -403,6 +403,7 @@ def normalize_chargebee(body: bytes | str, **_: Any) -> Normalized:
                 sid,
                 "chargebee",
                 "cancel_requested",
+                reason=r,
                 detail=detail_tokens(etype, f"initiator:{initiator}", raw),
             )
         )

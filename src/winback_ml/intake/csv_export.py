@@ -178,7 +178,7 @@ def normalize_csv(body: bytes | str, **_: Any) -> Normalized:
     amount = _num(r["amount"], "amount", eid) if r.get("amount") else None
     currency = r.get("currency") or None
     reason = None
-    if et in ("cancelled", "expired"):
+    if et in ("cancelled", "expired", "cancel_requested"):
         reason = reason_from_text(r.get("reason"))
     n = Normalized(P, source, eid, et, ts, source_doc=r)
     cid, sid = r["customer_id"], r["subscription_id"]
@@ -234,6 +234,7 @@ def normalize_csv(body: bytes | str, **_: Any) -> Normalized:
             st["cancel_comment"] = r["cancel_comment"]
     elif et == "cancel_requested":
         st["cancel_requested_at"] = ts
+        st["cancel_reason"] = reason
     elif et in ("reactivated", "subscribed"):
         st.update(ended_at=None, cancel_requested_at=None, cancel_reason=None, cancel_comment=None)
     n.subscription = st

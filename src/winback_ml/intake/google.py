@@ -284,7 +284,7 @@ def normalize_google(body: bytes | str, **_: Any) -> Normalized:
     if et in ("renewed", "subscribed", "payment_recovered") and amount is not None:
         kw.update(amount=amount, currency=cur)
     if et == "cancel_requested":
-        kw["detail"] = detail_tokens(name, f"initiator:{who}", tag)
+        kw.update(reason=reason, detail=detail_tokens(name, f"initiator:{who}", tag))
         st["cancel_requested_at"] = st.get("cancel_requested_at") or ts
         st.setdefault("cancel_reason", reason)
     elif et == "expired":

@@ -1256,7 +1256,7 @@ def _finish_subscription(
         rate = 1.0
         if fx_rates is not None and row.get("currency") is not None:
             rate = float(fx_rates.get(row["currency"], 1.0))
-        row["mrr"] = round(monthly * rate, 6)
+        row["mrr"] = round(monthly * rate, 2)
     st, en, cr = row.get("started_at"), row.get("ended_at"), row.get("cancel_requested_at")
     if st is not None and en is not None and en < st:
         row["ended_at"] = st

@@ -296,7 +296,9 @@ def normalize_recurly(body: bytes | str, **_: Any) -> Normalized:
         st["ended_at"] = when
         st["status"] = "expired"
     elif et == "cancel_requested":
-        kw["detail"] = detail_tokens("subscription.canceled", "initiator:customer")
+        kw.update(
+            reason="unknown", detail=detail_tokens("subscription.canceled", "initiator:customer")
+        )
         when = st.get("cancel_requested_at") or ts
         st["cancel_requested_at"] = when
         st.setdefault("cancel_reason", "unknown")

@@ -533,7 +533,10 @@ def _subscription_event(
                     sid,
                     "stripe",
                     "cancel_requested",
-                    detail=detail_tokens(etype, f"initiator:{initiator}", f"feedback:{reason}"),
+                    reason=reason,
+                    detail=detail_tokens(
+                        etype, f"initiator:{initiator}", raw and f"stripe_reason:{raw}"
+                    ),
                 )
             )
         elif "items" in prev or "plan" in prev:
