@@ -50,7 +50,8 @@ def _assignments(w: World) -> pd.DataFrame:
     ]
     key = set(zip(hit["customer_id"], hit["assigned_at"], strict=True))
     a["y"] = [(c, t) in key for c, t in zip(a["customer_id"], a["assigned_at"], strict=True)]
-    arms = w.tables["campaign_arms"].set_index(["campaign_id", "arm_id"])
+    arms = w.tables["campaign_arms"].drop(columns=["send_delay_days"])
+    arms = arms.set_index(["campaign_id", "arm_id"])
     a = a.join(arms, on=["campaign_id", "arm_id"])
     return a
 
@@ -487,3 +488,32 @@ def test_truth_as_of_uses_nothing_after_as_of(as_of):
         T.expected_incremental_profit(ids, t, offer, "multi", cfg),
     )
     assert list(cut.true_reason(ids, t)) == list(T.true_reason(ids, t))
+
+
+def test_p_return_counts_a_campaign_whose_window_is_still_open():
+    """As of 8 days after a campaign, treated customers still convert: the truth knows."""
+    w = _big()
+    T = w.truth
+    ep = T.episodes
+    a = ep[ep["campaign_id"].notna() & (ep["uplift_at_assignment"] > 0)]
+    ys, ps, p_fresh = [], [], []
+    for _cid, g in a.groupby("campaign_id"):
+        t = g["assigned_at"].iloc[0] + pd.Timedelta(days=8)
+        if t + pd.Timedelta(days=20) > w.end:
+            continue
+        g = g[g["returned_at"].isna() | (g["returned_at"] > t)]
+        ids = g["customer_id"].to_numpy()
+        ps.append(T.p_return(ids, t, 20))
+        ys.append((g["returned_at"] > t) & (g["returned_at"] <= t + pd.Timedelta(days=20)))
+        # what the natural process alone would say
+        pi, mu = g["cure_prob"].to_numpy(), g["return_rate"].to_numpy()
+        d = ((t - g["ended_at"]).dt.total_seconds() / 86400).to_numpy()
+        p_fresh.append(
+            pi * (np.exp(-mu * d) - np.exp(-mu * (d + 20))) / (1 - pi + pi * np.exp(-mu * d))
+        )
+    p = np.concatenate(ps)
+    y = np.concatenate([v.to_numpy(bool) for v in ys])
+    nat = np.concatenate(p_fresh)
+    se = np.sqrt(np.sum(p * (1 - p))) / len(p)
+    assert abs(y.mean() - p.mean()) < Z * se, (y.mean(), p.mean())
+    assert y.mean() - nat.mean() > Z * se  # the natural process alone falls short

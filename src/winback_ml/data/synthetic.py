@@ -1243,6 +1243,11 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
             ),
             "p_base_at_assignment": pbase,
             "uplift_at_assignment": uplift,
+            "send_delay_days": np.where(
+                has_c,
+                sim.arm_delay[np.maximum(camp, 0), np.maximum(arm, 0)] if len(sim.C) else 0,
+                0,
+            ).astype(np.int64),
             "true_segment": seg,
             "interviewed_at": _ts(iv_t),
         },

@@ -120,12 +120,15 @@ Other parameters
     phrase bank of the *true* reason); ``monthly_price_usd``,
     ``annual_months_price``, ``fx_to_usd`` (plan prices and currency rates).
 
+Open campaign windows
+    A past campaign whose window is still open at ``as_of`` counts:
+    ``p_return`` (with or without a new offer) includes what that earlier
+    contact may still bring (``WorldTruth._with_open_campaign``).
+
 Limits (said plainly)
-    ``p_return`` answers "contact now, fresh": it ignores a past campaign
-    whose attribution window is still open at ``as_of``. ``oracle_policy``
-    honours ``budget`` greedily by profit per unit of expected spend, where
-    spend = contact cost + expected incentive cost (the discount revenue given
-    away to those who return).
+    ``oracle_policy`` honours ``budget`` greedily by profit per unit of
+    expected spend, where spend = contact cost + expected incentive cost (the
+    discount revenue given away to those who return).
 """
 
 from __future__ import annotations
@@ -627,6 +630,13 @@ class WorldTruth:
             "mu": ep["return_rate"].to_numpy(np.float64),
             "offer_pct": ep["offer_pct"].to_numpy(np.float64),
             "offer_months": ep["offer_months"].to_numpy(np.float64),
+            "asg_at": _ns_to_sec(ep["assigned_at"]),
+            "asg_u": np.nan_to_num(ep["uplift_at_assignment"].to_numpy(np.float64)),
+            "asg_delay": (
+                ep["send_delay_days"].to_numpy(np.float64)
+                if "send_delay_days" in ep.columns
+                else np.zeros(len(ep))
+            ),
             "f_ep": f_ep,
             "f_at": _ns_to_sec(pf["failed_at"]),
             "f_rec": _ns_to_sec(pf["recovered_at"]),
@@ -714,6 +724,8 @@ class WorldTruth:
             return out
         e = ep[lapsed]
         base = natural_return_prob(prep["pi"][e], prep["mu"][e], d[lapsed], within_days)
+        t_l = self._as_of(as_of, len(cidx))[lapsed]
+        base = self._with_open_campaign(base, e, t_l, within_days)
         if offer is None or channel is None:
             out[lapsed] = base
             return out
@@ -721,6 +733,40 @@ class WorldTruth:
         g = treat_return_cdf(within_days, P["offer_window_days"], P["treat_return_mean_days"])
         ug = u * g
         out[lapsed] = np.where(ug > 0, 1.0 - (1.0 - base) * (1.0 - ug), base)
+        return out
+
+    def _with_open_campaign(
+        self, base: np.ndarray, e: np.ndarray, t: np.ndarray, within_days: float
+    ) -> np.ndarray:
+        """Add what a past campaign whose window is still open at ``t`` may still bring.
+
+        A contact at ``assigned_at`` converts with probability ``u`` and the
+        converted customer returns ``send_delay_days`` + a truncated exponential
+        time later, within ``offer_window_days``. Given no return by ``t``, the
+        chance that this happens in ``(t, t + w]`` is ``u (G(a + w) - G(a)) /
+        (1 - u G(a))`` with ``a`` the days since assignment; it is independent
+        of the natural return. Assignments at ``t`` itself count as the fresh
+        contact that ``p_return(offer=...)`` asks about, not as a past one.
+        """
+        prep = self._prep()
+        at = prep["asg_at"][e]
+        win = float(self.params["offer_window_days"])
+        open_ = (at >= 0) & (at < t) & (t < at + int(win * DAY)) & (prep["asg_u"][e] > 0)
+        if not open_.any():
+            return base
+        u = prep["asg_u"][e][open_]
+        delay = prep["asg_delay"][e][open_]
+        a = (t[open_] - at[open_]) / DAY
+        mean = self.params["treat_return_mean_days"]
+        span = win - delay
+
+        def G(x: np.ndarray) -> np.ndarray:
+            y = np.clip(x - delay, 0.0, span)
+            return (1.0 - np.exp(-y / mean)) / (1.0 - np.exp(-span / mean))
+
+        extra = u * (G(a + within_days) - G(a)) / (1.0 - u * G(a))
+        out = base.copy()
+        out[open_] = 1.0 - (1.0 - base[open_]) * (1.0 - extra)
         return out
 
     def _uplift_u(
@@ -813,7 +859,12 @@ class WorldTruth:
         w = config.attribution_window_days
         e = np.where(ep >= 0, ep, 0)
         p0 = np.full(len(cidx), np.nan)
-        p0[lapsed] = natural_return_prob(prep["pi"][e[lapsed]], prep["mu"][e[lapsed]], d[lapsed], w)
+        p0[lapsed] = self._with_open_campaign(
+            natural_return_prob(prep["pi"][e[lapsed]], prep["mu"][e[lapsed]], d[lapsed], w),
+            e[lapsed],
+            self._as_of(as_of, len(cidx))[lapsed],
+            w,
+        )
         args = (config.ltv_horizon_months, config.margin, config.annual_discount_rate)
         return {
             "cidx": cidx,
