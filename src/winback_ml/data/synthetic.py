@@ -872,7 +872,8 @@ class _Sim:
         cause = np.where(np.isfinite(ret) & (ret < _INF), 1, -1)
         cause_a = np.where(t_treat < t_nat[a_idx], 2, cause[a_idx])
         cause[a_idx] = cause_a
-        within = ret[a_idx] <= at + int(win * DAY)
+        # the coupon reaches those who come back after the first message, within the window
+        within = (ret[a_idx] <= at + int(win * DAY)) & (ret[a_idx] >= at + adel * DAY)
         gets_offer = consent & within & (ret[a_idx] <= E)
         new_pct = np.zeros(nl)
         new_mon = np.zeros(nl)

@@ -1098,7 +1098,7 @@ class WorldTruth:
                 frac_after = np.clip((tk - ta) / win_cap, 0.0, 1.0)
                 v = v * frac_after / (1.0 - v * (1.0 - frac_after))
                 v = np.where(requested, 1.0, v)
-            elif True:
+            else:
                 v = np.where(requested, 0.0, v)  # already gone at the first boundary
             p_end += np.where(inside, surv * v, 0.0)
             surv = np.where(inside, surv * (1.0 - v), surv)
