@@ -30,7 +30,14 @@ adds the world's furniture:
   message, two discounts of random depth and length, a free month, a feature
   trial, resume billing and early renewal) on random channels;
   ``contact_cost`` is the contract's default cost of the arm's channel when
-  the customer can be reached on it (consent), else 0;
+  the customer can be reached on it (consent), else 0; a customer who comes
+  back after the first message and within the window gets the arm's coupon
+  (the opening event's ``detail`` is ``coupon:<pct>pct_<months>m``);
+* events: ``subscribed``/``reactivated``, ``renewed`` at every period,
+  ``payment_failed`` then ``payment_recovered`` or the end, ``cancel_requested``
+  then ``cancelled`` (stripe, chargebee, manual) or ``expired`` (others) with
+  the stated reason, and ``refunded`` (negative amount) for 60 % of accidental
+  cancels (drawn from a child stream ``[seed, 1]``);
 * usage: one row per customer and Monday while subscribed (``sessions`` is
   Poisson with mean ``sessions_per_week * engagement``); tickets are Poisson
   in time by category (feature requests ~ feature need, complaints ~ low
@@ -42,7 +49,11 @@ adds the world's furniture:
 Invariants: every timestamp is tz-naive UTC; nothing is dated after ``end``;
 the same ``(n_customers, seed, start, end, params)`` gives identical tables
 and truth (one ``numpy`` Generator, draws in a fixed order); the loops run
-over renewal periods and rounds of returns, never over customers.
+over renewal periods and rounds of returns, never over customers. Strings are
+``object`` columns with ``None`` for missing, non-null integers ``int64``,
+nullable ones ``Int64``, money ``float64`` (the loader's dtypes). Contact
+details are fake (``example.com`` domains, random digits) but still PII in
+the contract's sense: keep them out of logs.
 
 Example
 -------
