@@ -581,6 +581,22 @@ class WorldTruth:
         The world parameters (:data:`DEFAULT_PARAMS` plus overrides).
     end : Timestamp
         The world's end (its default ``as_of``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from winback_ml.config import Offer, load_config
+    >>> from winback_ml.data.synthetic import make_world
+    >>> w = make_world(2000, seed=3)
+    >>> ids = w.tables["customers"]["customer_id"].to_numpy()
+    >>> base = w.truth.p_return(ids, w.end)  # NaN for customers not lapsed
+    >>> lapsed = ids[np.isfinite(base)]
+    >>> offer = w.truth.p_return(lapsed, w.end, 30, Offer("discount", 25, 3), "email")
+    >>> bool((offer >= base[np.isfinite(base)]).all())
+    True
+    >>> plan = w.truth.oracle_policy(lapsed, w.end, load_config(None))
+    >>> w.truth.policy_value(plan, w.end, load_config(None)) > 0
+    True
     """
 
     customers: pd.DataFrame
