@@ -41,6 +41,11 @@ def run(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        help="OpenMP/BLAS threads per notebook kernel (0: leave the environment alone).",
+    ),
 ) -> None:
     """Check the parameters against each notebook, then run the pipeline."""
     from winback_ml.exceptions import WinbackError
@@ -53,7 +58,7 @@ def run(
     except WinbackError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
-    manifest = execute_plan(plan, progress=not quiet, report=not no_report)
+    manifest = execute_plan(plan, progress=not quiet, report=not no_report, threads=threads or None)
     typer.echo(str(plan.run_dir))
     if manifest["status"] != "ok":
         raise typer.Exit(1)

@@ -16,6 +16,7 @@ import pandas as pd
 __all__ = [
     "return_curves_by_reason",
     "plot_return_curves_by_reason",
+    "model_return_curves",
     "plot_segment_mix",
     "plot_calibration",
     "expected_spend",
@@ -83,6 +84,47 @@ def return_curves_by_reason(
         if rows
         else pd.DataFrame(columns=["reason", "day", "returned_share", "n"])
     )
+
+
+def model_return_curves(
+    model: Any,
+    frame: pd.DataFrame,
+    reason_col: str = "reason",
+    max_days: int = 180,
+    min_lapses: int = 20,
+    max_rows_per_reason: int = 300,
+    step_days: int = 2,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """A fitted return model's mean predicted share returned by day since lapse, per reason.
+
+    ``frame`` is a return training frame (features at the lapse). Reasons
+    with more than ``max_rows_per_reason`` lapses are averaged over a fixed
+    random sample of that size (the curve is a mean; this keeps feature
+    models fast). Same columns as :func:`return_curves_by_reason`, so the
+    same plot draws both.
+    """
+    days = np.arange(0, max_days + 1, step_days, dtype=float)
+    rng = np.random.default_rng(random_state)
+    rows = []
+    for r, idx in frame.groupby(reason_col).indices.items():
+        if len(idx) < min_lapses:
+            continue
+        sub = (
+            idx
+            if len(idx) <= max_rows_per_reason
+            else rng.choice(idx, max_rows_per_reason, replace=False)
+        )
+        surv = model.predict_survival_function(
+            frame.iloc[np.sort(sub)], times=days, conditional_after=0.0
+        )
+        share = 1.0 - surv.to_numpy().mean(axis=1)
+        rows.append(
+            pd.DataFrame({"reason": r, "day": days, "returned_share": share, "n": len(idx)})
+        )
+    if not rows:
+        return pd.DataFrame(columns=["reason", "day", "returned_share", "n"])
+    return pd.concat(rows, ignore_index=True)
 
 
 def plot_return_curves_by_reason(curves: pd.DataFrame, window_days: int = 30) -> Any:
