@@ -430,9 +430,23 @@ def test_postgres_same_behaviour(stream):
         )
         bodies, truth = stream
         led = IntakeLedger(url)
+        led.create_schema()
         shuffled = bodies[:]
         random.Random(5).shuffle(shuffled)
-        assert {led.ingest(p, b).status for p, b in shuffled} <= {"accepted", "dead_lettered"}
+        # two concurrent writers (advisory locks serialise one subscription's writers)
+        import threading
+
+        other = IntakeLedger(url)
+        statuses: list[str] = []
+        t = threading.Thread(
+            target=lambda: statuses.extend(other.ingest(p, b).status for p, b in shuffled[1::2])
+        )
+        t.start()
+        statuses.extend(led.ingest(p, b).status for p, b in shuffled[0::2])
+        t.join()
+        assert set(statuses) <= {"accepted", "dead_lettered"} and len(statuses) == len(shuffled)
+        assert led.health().dead_letters == []
+        other.store.dispose()
         first = dump(led, volatile=False)
         assert {o.status for o in (led.ingest(p, b) for p, b in bodies)} == {"duplicate"}
         assert_same(first, dump(led))
@@ -445,3 +459,37 @@ def test_postgres_same_behaviour(stream):
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_two_writers_at_once_converge(tmp_path, stream):
+    """Two ledgers (as two processes would) ingest interleaved halves concurrently."""
+    import threading
+
+    bodies, _ = stream
+    ref = IntakeLedger(f"sqlite:///{tmp_path}/ref.db")
+    for p, b in bodies:
+        ref.ingest(p, b)
+    url = f"sqlite:///{tmp_path}/shared.db"
+    IntakeLedger(url).create_schema()
+    shuffled = bodies[:]
+    random.Random(9).shuffle(shuffled)
+    halves = [shuffled[0::2], shuffled[1::2]]
+    errors: list[BaseException] = []
+
+    def run(part):
+        led = IntakeLedger(url)  # its own engine and lock: like another process
+        try:
+            for p, b in part:
+                led.ingest(p, b)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(h,)) for h in halves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    shared = IntakeLedger(url)
+    assert_same(dump(ref), dump(shared))
+    assert shared.health().dead_letters == []

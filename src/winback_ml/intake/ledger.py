@@ -76,6 +76,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -538,7 +539,7 @@ class IntakeLedger:
             ]
         return [self.process(i) for i in ids]
 
-    def process(self, inbox_id: int) -> Outcome:
+    def process(self, inbox_id: int, *, _retried: bool = False) -> Outcome:
         """Normalise and apply one stored body; any failure becomes a dead letter."""
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -566,18 +567,51 @@ class IntakeLedger:
                 )
             n = normalize(provider, body, apple_root=self.apple_root, now=self._now())
             with self._lock:
-                return self._apply(inbox_id, n, label, was_dead=row.status == "dead_lettered")
+                return self._apply_retrying(
+                    inbox_id, n, label, was_dead=row.status == "dead_lettered"
+                )
         except SignatureError as e:
             return self._dead_letter(inbox_id, provider, body, label, str(e), "signature", n)
         except IntakeError as e:
-            return self._dead_letter(
-                inbox_id, provider, body, label, str(e), classify_error(str(e)), n
-            )
+            kind = classify_error(str(e))
+            out = self._dead_letter(inbox_id, provider, body, label, str(e), kind, n)
+            if kind == "unknown_subscription" and not _retried and n is not None:
+                # another writer may have created the subscription meanwhile; its
+                # automatic retry could have run before this dead letter was stored
+                subs = self.store.table("subscriptions")
+                with self.engine.connect() as conn:
+                    exists = conn.execute(
+                        sa.select(subs.c.subscription_id).where(
+                            subs.c.subscription_id == n.subscription_id
+                        )
+                    ).first()
+                if exists is not None:
+                    return self.process(inbox_id, _retried=True)
+            return out
         except Exception as e:  # a bug must not lose the body: park it with the reason
             msg = f"{provider}: internal error while processing ({type(e).__name__}: {e})."
             return self._dead_letter(inbox_id, provider, body, label, msg, "internal", n)
 
     # ------------------------------------------------------------------ apply
+    def _apply_retrying(
+        self, inbox_id: int, n: Normalized, label: str, *, was_dead: bool = False
+    ) -> Outcome:
+        """:meth:`_apply`, retried when a concurrent writer (another process) got in the way."""
+        for attempt in range(6):
+            try:
+                return self._apply(inbox_id, n, label, was_dead=was_dead)
+            except sa.exc.OperationalError as e:
+                msg = str(e).lower()
+                transient = any(w in msg for w in ("locked", "busy", "deadlock", "serializ"))
+                if not transient or attempt == 5:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+            except sa.exc.IntegrityError:
+                # a concurrent writer inserted the same event/row first: re-read and re-decide
+                if attempt == 5:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _apply(
         self, inbox_id: int, n: Normalized, label: str, *, was_dead: bool = False
     ) -> Outcome:
@@ -585,6 +619,19 @@ class IntakeLedger:
         now = self._now()
         created_sub: str | None = None
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # serialise writers of one subscription / customer across processes
+                keys = sorted(
+                    {f"sub:{n.subscription_id}", f"delivery:{n.provider}:{n.delivery_id}"}
+                    | {f"cust:{e['customer_id']}" for e in n.events}
+                    | ({f"cust:{n.customer['customer_id']}"} if n.customer else set())
+                )
+                for k in keys:
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": k})
+            elif conn.dialect.name == "sqlite":
+                # take the write lock up front: no read-then-upgrade races between processes
+                # (a no-op UPDATE opens a write transaction, like BEGIN IMMEDIATE)
+                conn.execute(inbox.update().where(sa.false()).values(status=inbox.c.status))
             prev = conn.execute(
                 sa.select(inbox.c.inbox_id, inbox.c.content_hash).where(
                     inbox.c.provider == n.provider,
