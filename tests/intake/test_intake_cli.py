@@ -190,3 +190,49 @@ def test_installed_command_in_a_subprocess(tmp_path, store):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert _counts(out.stdout) == {"accepted": 1, "duplicate": 0, "dead-lettered": 0}
+
+
+def test_serve_command_answers_on_loopback(tmp_path, store):
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from winback_ml.cli import main; main()",
+        "intake",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--store",
+        store,
+        "--stripe-secret",
+        "whsec_x",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError(
+                        proc.stdout.read().decode() if proc.poll() is not None else "no answer"
+                    ) from None
+                time.sleep(0.2)
+        assert r.json() == {"status": "ok", "pending": 0}
+        body = stripe_event("invoice.created", {"id": "in_1", "object": "invoice"}, created=T0)
+        r = httpx.post(f"http://127.0.0.1:{port}/webhooks/stripe", content=body, timeout=10)
+        assert r.status_code == 400  # the secret is configured: no signature, no entry
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
