@@ -493,3 +493,21 @@ def test_two_writers_at_once_converge(tmp_path, stream):
     shared = IntakeLedger(url)
     assert_same(dump(ref), dump(shared))
     assert shared.health().dead_letters == []
+
+
+def test_ended_status_without_any_end_time_gets_the_snapshot_time(url):
+    led = IntakeLedger(url)
+    led.ingest(
+        "stripe",
+        stripe_event(
+            "customer.subscription.created", stripe_subscription(start=T0), evt_id="c", created=T0
+        ),
+    )
+    seen = T0 + timedelta(days=40)
+    sub = stripe_subscription(start=T0, status="canceled")  # neither ended_at nor canceled_at
+    o = led.ingest(
+        "stripe", stripe_event("customer.subscription.updated", sub, evt_id="u", created=seen)
+    )
+    assert o.status == "accepted"
+    row = load_data(url).subscriptions.iloc[0]
+    assert row.status == "cancelled" and row.ended_at == seen

@@ -804,6 +804,7 @@ class IntakeLedger:
         for r in rows:
             st = _state_load(r[3])
             folded.update({k: v for k, v in st.items() if v is not None} if skip_none else st)
+        folded["__last_at__"] = rows[-1][0]
         return folded
 
     def _apply_subscription(
@@ -897,6 +898,7 @@ class IntakeLedger:
                     k: existing._mapping[k] for k in _CUST_COLS if existing._mapping[k] is not None
                 }
             folded = self._fold(conn, "customer", cid, n, info, baseline, skip_none=True)
+            folded.pop("__last_at__", None)
             if folded.get("signup_at") is not None:
                 times.append(folded["signup_at"])
         values: dict[str, Any] = {
@@ -1292,7 +1294,9 @@ def _finish_subscription(
             row["cancel_reason"] = last_end[2]
     if row.get("status") in ENDED_STATUSES:
         if row.get("ended_at") is None:
-            row["ended_at"] = last_end[0] if last_end is not None else None
+            # no end event and no end time in the payloads: the time of the latest
+            # snapshot that showed the ended status (order-independent)
+            row["ended_at"] = last_end[0] if last_end is not None else folded.get("__last_at__")
     elif row.get("status") is not None:
         row["ended_at"] = None
     if row.get("started_at") is None and events:
