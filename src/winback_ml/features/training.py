@@ -12,6 +12,14 @@ Return (one row per lapse, from
   at ``as_of`` (their latest lapse), same features as of the lapse, plus
   ``days_lapsed`` (days since the lapse at ``as_of``), on which the return
   probability is conditioned.
+* Interviews happen 30-90 days *after* a lapse. The answers of the lapse's
+  own trusted interview (``offer_interest``, ``leave_strength``) are features
+  of the lapse; a training row whose interview came ``entry_days`` after the
+  lapse enters observation then (delayed entry: it is known only because the
+  customer had not returned by then), which keeps the likelihood free of
+  immortal-time bias. Scoring uses the interview when it was answered by
+  ``as_of``. So a return frame's row reads data up to ``at + entry_days``
+  (training) or ``as_of`` (scoring), never later.
 
 Churn (one row per active customer and snapshot date):
 
@@ -127,18 +135,74 @@ def build_return_training_frame(
     event = eps["returned"].astype(int).to_numpy()
     if censor_at_contact:
         duration, event = _censor_at_contact(cd, eps, duration, event)
+    stop = eps["ended_at"] + pd.to_timedelta(duration, unit="D")
+    iv = _lapse_interview(cd, eps, stop)
+    entry = ((iv["answered_at"] - eps["ended_at"]) / _DAY).fillna(0.0).to_numpy(float)
     out = pd.DataFrame(
         {
             "lapse_id": eps["lapse_id"].to_numpy(),
             "duration_days": duration,
             "event": event,
+            "entry_days": np.minimum(entry, duration),
             "reason": _reason(eps, reasons).to_numpy(),
             "lapse_number": eps["lapse_number"].to_numpy(float),
         }
     )
+    feats = _with_interview(feats, iv)
     return pd.concat(
-        [feats[["customer_id", "at"]], out, feats.drop(columns=["customer_id", "at"])], axis=1
+        [
+            feats[["customer_id", "at"]],
+            out,
+            feats.drop(columns=["customer_id", "at", *_NOT_AT_LAPSE]),
+        ],
+        axis=1,
     )
+
+
+#: Features that carry no information at the moment of a lapse (constant there).
+_NOT_AT_LAPSE = ["is_active", "days_since_last_end", "cancel_pending", "days_to_renewal"]
+
+
+def _lapse_interview(cd: ContractData, eps: pd.DataFrame, stop: pd.Series) -> pd.DataFrame:
+    """The latest trusted interview (quality >= 3) of each lapse, answered in [ended_at, stop]."""
+    cols = ["answered_at", "q7_offer_interest", "q4_leave_strength"]
+    out = pd.DataFrame(
+        {
+            "answered_at": pd.Series(pd.NaT, index=range(len(eps)), dtype="datetime64[ns]"),
+            "q7_offer_interest": pd.Series(None, index=range(len(eps)), dtype=object),
+            "q4_leave_strength": np.nan,
+        }
+    )
+    if cd.interviews is None or cd.interviews.empty or eps.empty:
+        return out
+    iv = cd.interviews
+    iv = iv.loc[pd.to_numeric(iv["quality_score"], errors="coerce") >= 3, ["customer_id", *cols]]
+    k = pd.DataFrame(
+        {
+            "i": np.arange(len(eps)),
+            "customer_id": eps["customer_id"].to_numpy(),
+            "start": eps["ended_at"].to_numpy(),
+            "stop": pd.to_datetime(pd.Series(stop)).to_numpy(),
+        }
+    )
+    m = k.merge(iv, on="customer_id")
+    m = m[(m["answered_at"] >= m["start"]) & (m["answered_at"] <= m["stop"])]
+    m = m.sort_values("answered_at").drop_duplicates("i", keep="last").set_index("i")
+    out.loc[m.index, "answered_at"] = m["answered_at"].to_numpy()
+    out.loc[m.index, "q7_offer_interest"] = m["q7_offer_interest"].to_numpy()
+    out.loc[m.index, "q4_leave_strength"] = pd.to_numeric(
+        m["q4_leave_strength"], errors="coerce"
+    ).to_numpy(float)
+    return out
+
+
+def _with_interview(feats: pd.DataFrame, iv: pd.DataFrame) -> pd.DataFrame:
+    """Interview features of *this* lapse (not of an earlier one)."""
+    f = feats.copy()
+    known = iv["answered_at"].notna().to_numpy()
+    f["offer_interest"] = np.where(known, iv["q7_offer_interest"].fillna("none").to_numpy(), "none")
+    f["leave_strength"] = iv["q4_leave_strength"].to_numpy(float)
+    return f
 
 
 def _censor_at_contact(
@@ -194,6 +258,7 @@ def build_return_scoring_frame(
         eps = eps[eps["days_observed"] <= float(max_days_lapsed)]
     eps = eps.reset_index(drop=True)
     feats = build_customer_features(cd, eps["ended_at"], eps["customer_id"])
+    iv = _lapse_interview(cd, eps, pd.Series(T, index=eps.index))
     out = pd.DataFrame(
         {
             "lapse_id": eps["lapse_id"].to_numpy(),
@@ -202,8 +267,14 @@ def build_return_scoring_frame(
             "lapse_number": eps["lapse_number"].to_numpy(float),
         }
     )
+    feats = _with_interview(feats, iv)
     return pd.concat(
-        [feats[["customer_id", "at"]], out, feats.drop(columns=["customer_id", "at"])], axis=1
+        [
+            feats[["customer_id", "at"]],
+            out,
+            feats.drop(columns=["customer_id", "at", *_NOT_AT_LAPSE]),
+        ],
+        axis=1,
     )
 
 
@@ -272,7 +343,7 @@ def build_churn_training_frame(
     return pd.concat(
         [
             keys[["customer_id", "at", "duration_days", "event"]],
-            feats.drop(columns=["customer_id", "at"]),
+            feats.drop(columns=["customer_id", "at", "is_active"]),
         ],
         axis=1,
     )
@@ -287,4 +358,4 @@ def build_churn_scoring_frame(
 
     eps = build_lapse_episodes(cd, T)
     ids = _active_at(cd, eps, T)
-    return build_customer_features(cd, T, ids)
+    return build_customer_features(cd, T, ids).drop(columns=["is_active"])

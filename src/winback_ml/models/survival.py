@@ -69,6 +69,7 @@ DEFAULT_EXCLUDED_COLUMNS = (
     "days_lapsed",
     "duration_days",
     "event",
+    "entry_days",
 )
 
 
@@ -373,6 +374,8 @@ class SurvivalModel(BaseEstimator):
 
     def _exclude(self) -> list[str]:
         ex = list(DEFAULT_EXCLUDED_COLUMNS) + [self.duration_col, self.event_col]
+        if getattr(self, "entry_col", None):
+            ex.append(self.entry_col)
         if self._elapsed_col:
             ex.append(self._elapsed_col)
         return ex

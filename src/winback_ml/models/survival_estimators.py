@@ -74,6 +74,22 @@ def _step_eval(times: np.ndarray, values: np.ndarray, T: np.ndarray, before: flo
     return vals[pos + 1]
 
 
+def _entry_days(model: SurvivalModel, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:
+    """Delayed-entry days per row (0 = observed from the origin), checked against durations."""
+    col = getattr(model, "entry_col", None)
+    if not col or col not in X.columns:
+        return np.zeros(len(X))
+    v = pd.to_numeric(X[col], errors="coerce").fillna(0.0).to_numpy(float)
+    bad = (v < 0) | (v > t + 1e-9)
+    if bad.any():
+        rows = list(X.index[bad][:5])
+        raise ModelError(
+            f"{type(model).__name__}.fit: column {col!r} (days from the origin to entry) must be "
+            f"between 0 and the duration. Got {int(bad.sum())} bad row(s), e.g. {rows}."
+        )
+    return np.minimum(v, t)
+
+
 class KaplanMeierSurvival(SurvivalModel):
     """Kaplan-Meier curves by group (see the module docstring)."""
 
@@ -149,13 +165,23 @@ class CoxSurvival(SurvivalModel):
         df = pd.DataFrame(Z, columns=names)
         df["_T"] = np.maximum(pd.to_numeric(X[self.duration_col]).to_numpy(float), 0.0)
         df["_E"] = pd.to_numeric(X[self.event_col]).to_numpy(int)
+        entry = _entry_days(self, X, df["_T"].to_numpy())
+        use_entry = bool((entry > 0).any())
+        if use_entry:
+            df["_W"] = entry
         penalizers = [self.penalizer, max(self.penalizer * 10, 0.01), 0.1]
         last: Exception | None = None
         for i, pen in enumerate(penalizers):
             try:
                 with np.errstate(all="ignore"):
                     cph = CoxPHFitter(penalizer=pen)
-                    cph.fit(df, "_T", "_E", fit_options={"max_steps": self.max_steps})
+                    cph.fit(
+                        df,
+                        "_T",
+                        "_E",
+                        entry_col="_W" if use_entry else None,
+                        fit_options={"max_steps": self.max_steps},
+                    )
                 if i > 0:
                     self._warn(
                         f"{type(self).__name__}: the fit did not converge with penalizer="
@@ -199,6 +225,9 @@ class WeibullCureSurvival(SurvivalModel):
         Z = self.encoder_.transform(X, type(self).__name__)
         return np.column_stack([np.ones(len(Z)), Z])
 
+    def _entry(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:
+        return _entry_days(self, X, t)
+
     def _fit(self, X: pd.DataFrame) -> None:
         self._make_encoder(X, standardize=True, drop_first=True)
         Z = self._design(X)
@@ -208,6 +237,9 @@ class WeibullCureSurvival(SurvivalModel):
         cure = bool(self.cure)
         logt = np.log(t)
         pen = float(self.penalizer)
+        entry = self._entry(X, t)
+        tr = np.flatnonzero(entry > 0)
+        log_entry = np.log(entry[tr]) if len(tr) else np.array([])
 
         def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
             if cure:
@@ -238,13 +270,31 @@ class WeibullCureSurvival(SurvivalModel):
             dlogu = np.where(e == 1, 1.0 - u, -pi * emu * u / D)  # d ll / d log u
             d_xb = dlogu * (-rho)
             d_a = np.where(e == 1, 1.0, 0.0) + dlogu * logu
+            if cure:
+                d_zg = np.where(e == 1, 1.0 - pi, pi * (1.0 - pi) * (emu - 1.0) / D)
+            if len(tr):
+                # delayed entry (left truncation): subtract log S(entry)
+                pt = pi[tr]
+                logu_t = rho * (log_entry - xb[tr])
+                u_t = np.exp(np.minimum(logu_t, 50.0))
+                emu_t = np.exp(-u_t)
+                D_t = np.maximum(1.0 - pt + pt * emu_t, 1e-300)
+                ll = ll.copy()
+                ll[tr] -= np.log(D_t)
+                dl_t = pt * emu_t * u_t / D_t
+                d_xb = d_xb.copy()
+                d_xb[tr] += dl_t * (-rho)
+                d_a = d_a.copy()
+                d_a[tr] += dl_t * logu_t
+                if cure:
+                    d_zg = d_zg.copy()
+                    d_zg[tr] -= pt * (1.0 - pt) * (emu_t - 1.0) / D_t
             w = np.ones(p)
             w[0] = 0.0  # no penalty on intercepts
             grad_b = -(Z.T @ d_xb) / n + pen * w * b
             grad_a = -d_a.sum() / n
             obj = -ll.sum() / n + 0.5 * pen * np.sum(w * b * b)
             if cure:
-                d_zg = np.where(e == 1, 1.0 - pi, pi * (1.0 - pi) * (emu - 1.0) / D)
                 grad_g = -(Z.T @ d_zg) / n + pen * w * g
                 obj += 0.5 * pen * np.sum(w * g * g)
                 return obj, np.concatenate([grad_g, grad_b, [grad_a]])

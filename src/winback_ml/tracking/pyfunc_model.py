@@ -41,7 +41,9 @@ class SurvivalPyfunc(PythonModel):
         self.horizons = [int(h) for h in cfg.get("horizons", [30, 90])]
         self.required = list(cfg.get("required_columns", []))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # No type hints on predict on purpose: MLflow reads them as a schema ("list[...]")
+    # and warns; the input schema comes from the logged signature instead.
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
         from winback_ml.exceptions import ModelError
 
         X = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

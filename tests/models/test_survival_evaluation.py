@@ -1,0 +1,113 @@
+"""Evaluation metrics on censored data, the time-based holdout and the selection rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special
+
+from winback_ml.exceptions import ModelError
+from winback_ml.models.evaluation import (
+    SELECTION_RULE,
+    brier_score,
+    calibration_error,
+    calibration_table,
+    compare_models,
+    concordance_score,
+    integrated_brier_score,
+    time_split,
+)
+from winback_ml.models.return_model import KaplanMeierReturnModel, WeibullCureReturnModel
+
+
+def _data(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    pi = special.expit(-0.3 + 1.2 * x)
+    lam = np.exp(3.2 - 0.2 * x)
+    t = np.where(rng.random(n) < pi, lam * rng.weibull(1.0, n), np.inf)
+    origin = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 500, n), unit="D")
+    as_of = pd.Timestamp("2025-06-01")
+    follow = ((as_of - origin) / pd.Timedelta(days=1)).to_numpy(float)
+    return pd.DataFrame(
+        {
+            "at": origin,
+            "x": x,
+            "reason": np.where(x > 0, "a", "b"),
+            "duration_days": np.minimum(t, follow),
+            "event": (t <= follow).astype(int),
+            "_pi": pi,
+            "_lam": lam,
+        }
+    )
+
+
+def test_concordance_and_brier_of_the_truth_beat_noise() -> None:
+    df = _data()
+    d, e = df["duration_days"], df["event"]
+    assert concordance_score(d, e, df["_pi"]) > 0.7
+    assert abs(concordance_score(d, e, np.random.default_rng(1).random(len(df))) - 0.5) < 0.05
+    t = 30.0
+    s_true = 1 - df["_pi"] + df["_pi"] * np.exp(-t / df["_lam"])
+    assert brier_score(d, e, s_true, t) < brier_score(d, e, np.full(len(df), 0.5), t)
+    times = np.linspace(1, 120, 20)
+    S = np.stack([1 - df["_pi"] + df["_pi"] * np.exp(-tt / df["_lam"]) for tt in times], axis=1)
+    assert integrated_brier_score(d, e, S, times) < integrated_brier_score(
+        d, e, np.ones_like(S), times
+    )
+
+
+def test_calibration_table_is_right_for_true_probabilities() -> None:
+    df = _data(n=20000, seed=3)
+    t = 30.0
+    p = df["_pi"] * (1 - np.exp(-t / df["_lam"]))
+    tab = calibration_table(df["duration_days"], df["event"], p, t)
+    assert len(tab) == 10 and tab["n"].sum() == len(df)
+    assert calibration_error(tab) < 0.02
+    # a shifted prediction is detected
+    assert calibration_error(calibration_table(df["duration_days"], df["event"], p + 0.1, t)) > 0.08
+
+
+def test_time_split_censors_training_outcomes_at_the_cutoff() -> None:
+    df = _data()
+    cut = pd.Timestamp("2024-12-01")
+    train, test = time_split(df, cut)
+    assert (train["at"] < cut).all() and (test["at"] >= cut).all()
+    end = train["at"] + pd.to_timedelta(train["duration_days"], unit="D")
+    assert (end <= cut + pd.Timedelta(seconds=1)).all()
+    moved = df.loc[train.index, "duration_days"] > train["duration_days"]
+    assert moved.any() and (train.loc[moved, "event"] == 0).all()
+    with pytest.raises(ModelError, match="leaves 0 training"):
+        time_split(df, "2020-01-01")
+
+
+def test_compare_models_applies_the_stated_rule() -> None:
+    df = _data(n=4000).drop(columns=["_pi", "_lam"])
+    res = compare_models(
+        {
+            "km": KaplanMeierReturnModel(group_col=None),
+            "km_reason": KaplanMeierReturnModel(),
+            "cure": WeibullCureReturnModel(),
+        },
+        df,
+        cutoff="2024-11-01",
+    )
+    assert res.rule == SELECTION_RULE
+    assert set(res.table["model"]) == {"km", "km_reason", "cure"}
+    ok = res.table.set_index("model")
+    assert ok.loc["cure", "concordance"] > ok.loc["km", "concordance"]
+    assert res.chosen == "cure"
+    assert ok["chosen"].sum() == 1 and ok.loc["cure", "chosen"]
+    assert {"calibration_30", "calibration_90", "ibs"} <= set(res.details["cure"])
+
+
+def test_compare_models_reports_a_failed_candidate() -> None:
+    df = _data(n=1500).drop(columns=["_pi", "_lam"])
+    res = compare_models(
+        {"km": KaplanMeierReturnModel(), "bad": WeibullCureReturnModel(min_events=10**6)},
+        df,
+        cutoff="2024-11-01",
+    )
+    assert res.chosen == "km" and "bad" in res.failures
+    assert "too few events" in res.failures["bad"]

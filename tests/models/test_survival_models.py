@@ -1,0 +1,246 @@
+"""Contract of every survival model: fit on the synthetic world, predict, clone, pickle, MLflow.
+
+Plus known-truth checks on simulated cure data and the bad-input behaviour.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special
+from sklearn.base import clone
+
+from winback_ml.exceptions import ModelError, NotFittedError
+from winback_ml.models.churn_model import CHURN_MODELS
+from winback_ml.models.return_model import (
+    RETURN_MODELS,
+    CoxReturnModel,
+    KaplanMeierReturnModel,
+    WeibullCureReturnModel,
+    XGBoostAFTReturnModel,
+)
+
+AS_OF = pd.Timestamp("2025-09-30")
+FAST = {"n_estimators": 40}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from winback_ml.data.loader import load_data
+    from winback_ml.data.synthetic import make_world
+    from winback_ml.features import (
+        build_churn_scoring_frame,
+        build_churn_training_frame,
+        build_return_scoring_frame,
+        build_return_training_frame,
+    )
+
+    w = make_world(1500, seed=5)
+    cd = load_data(w.tables, as_of=AS_OF, validate=False)
+    return {
+        "return": (build_return_training_frame(cd, AS_OF), build_return_scoring_frame(cd, AS_OF)),
+        "churn": (
+            build_churn_training_frame(cd, AS_OF, n_snapshots=3, spacing_days=60),
+            build_churn_scoring_frame(cd, AS_OF),
+        ),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _restore_tracking_uri():
+    """Point MLflow back at the session's tracking URI after each test."""
+    import os
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before and "mlflow" in __import__("sys").modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(before)
+        mlflow.set_registry_uri(before)
+
+
+def _make(cls):
+    params = cls().get_params()
+    return cls(**{k: v for k, v in FAST.items() if k in params})
+
+
+def _cure_data(n: int = 4000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Simulated cure data: pi = sigmoid(-0.4 + 1.0 x + 0.8 [r=b]), Weibull(shape 1.3, scale e^(3 - 0.3 x))."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    r = rng.choice(["a", "b"], n)
+    pi = special.expit(-0.4 + 1.0 * x + 0.8 * (r == "b"))
+    lam = np.exp(3.0 - 0.3 * x)
+    t = np.where(rng.random(n) < pi, lam * rng.weibull(1.3, n), np.inf)
+    follow = rng.uniform(20, 400, n)
+    X = pd.DataFrame(
+        {
+            "x": x,
+            "reason": r,
+            "duration_days": np.minimum(t, follow),
+            "event": (t <= follow).astype(int),
+        }
+    )
+    return X, {"pi": pi, "lam": lam, "shape": 1.3}
+
+
+@pytest.mark.parametrize("cls", RETURN_MODELS + CHURN_MODELS, ids=lambda c: c.__name__)
+def test_model_contract(cls, frames, tmp_path, monkeypatch) -> None:
+    kind = "return" if cls in RETURN_MODELS else "churn"
+    train, score = frames[kind]
+    m = _make(cls)
+    assert m.get_params() == clone(m).get_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert m.fit(train) is m
+    assert m.n_train_ == len(train) and hasattr(m, "model_")
+    # survival curves: start at 1, non-increasing, within [0, 1]
+    sf = m.predict_survival_function(score.head(50), times=[0, 7, 30, 90, 365])
+    assert sf.shape == (5, 50)
+    assert np.allclose(sf.iloc[0], 1.0)
+    assert (np.diff(sf.to_numpy(), axis=0) <= 1e-12).all()
+    if kind == "return":
+        p = m.expected_return_probability(score, within_days=30)
+        p90 = m.expected_return_probability(score, within_days=90)
+        assert (p90 >= p - 1e-12).all()
+        # conditional on days lapsed: (S(d) - S(d + w)) / S(d)
+        d = score["days_lapsed"].to_numpy()[:20]
+        S = m._survival_at(score.head(20), np.column_stack([d, d + 30]))
+        assert np.allclose(p[:20], 1 - S[:, 1] / S[:, 0])
+    else:
+        p = m.expected_churn_probability(score, within_days=90)
+        dates = m.expected_churn_date(score, AS_OF)
+        assert (dates.dropna() >= AS_OF).all()
+    assert p.shape == (len(score),) and np.all((p >= 0) & (p <= 1))
+    # clone is unfitted, pickle round-trips predictions exactly
+    with pytest.raises(NotFittedError):
+        clone(m).predict_survival_function(score.head(2))
+    m2 = pickle.loads(pickle.dumps(m))
+    fn = "expected_return_probability" if kind == "return" else "expected_churn_probability"
+    np.testing.assert_array_equal(getattr(m2, fn)(score), p)
+    # MLflow: log, register, load back as pyfunc, same numbers
+    from winback_ml.tracking import mlflow as wt
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("WINBACK_MLFLOW_ARTIFACTS", str(tmp_path / "artifacts"))
+    rec = wt.log_fit(m, kind, input_example=score, metrics={"ibs": 0.1}, as_of=AS_OF)
+    import mlflow
+
+    loaded = mlflow.pyfunc.load_model(rec.model_uri)
+    out = loaded.predict(score.head(200))
+    col = "p_return_30d" if kind == "return" else "p_churn_90d"
+    np.testing.assert_allclose(out[col].to_numpy(), p[:200], rtol=1e-12)
+
+
+def test_cure_model_recovers_known_parameters() -> None:
+    X, truth = _cure_data()
+    m = WeibullCureReturnModel().fit(X)
+    assert m.shape_ == pytest.approx(truth["shape"], rel=0.08)
+    pi_hat = m.predict_susceptible_probability(X)
+    assert np.abs(pi_hat - truth["pi"]).mean() < 0.03
+    # the cure fraction is the far tail of the curve
+    np.testing.assert_allclose(m.expected_cure_fraction(X), 1 - pi_hat, atol=1e-6)
+    # conditional probability after 60 days lapsed, against the closed form
+    d, w = 60.0, 30.0
+
+    def S(t):
+        return 1 - truth["pi"] + truth["pi"] * np.exp(-((t / truth["lam"]) ** truth["shape"]))
+
+    p_true = 1 - S(d + w) / S(d)
+    p_hat = m.expected_return_probability(X, within_days=w, conditional_after=d)
+    assert np.abs(p_hat - p_true).mean() < 0.01
+
+
+def test_cure_model_beats_plain_weibull_and_km_on_cure_data() -> None:
+    X, truth = _cure_data(seed=1)
+    ll_cure = WeibullCureReturnModel().fit(X).log_likelihood_
+    ll_plain = WeibullCureReturnModel(cure=False).fit(X).log_likelihood_
+    assert ll_cure > ll_plain + 50
+
+
+def test_delayed_entry_removes_immortal_time_bias() -> None:
+    """Rows known only from day 40 on (like interviewed lapses) must not look like non-returners."""
+    X, truth = _cure_data(n=6000, seed=2)
+    rng = np.random.default_rng(3)
+    entry = np.where(rng.random(len(X)) < 0.3, 40.0, 0.0)
+    keep = X["duration_days"].to_numpy() > entry  # those who returned before 40 days are never seen
+    Xt = X[keep].assign(entry_days=entry[keep])
+    with_entry = WeibullCureReturnModel().fit(Xt)
+    naive = WeibullCureReturnModel(entry_col=None).fit(Xt)
+    err_entry = np.abs(with_entry.predict_susceptible_probability(X) - truth["pi"]).mean()
+    err_naive = np.abs(naive.predict_susceptible_probability(X) - truth["pi"]).mean()
+    assert err_entry < 0.04 and err_entry < err_naive
+
+
+def test_km_by_reason_matches_lifelines() -> None:
+    from lifelines import KaplanMeierFitter
+
+    X, _ = _cure_data(n=800)
+    m = KaplanMeierReturnModel(min_group_size=10).fit(X)
+    b = X[X["reason"] == "b"]
+    kmf = KaplanMeierFitter().fit(b["duration_days"], b["event"])
+    t = np.array([5.0, 20.0, 60.0, 200.0])
+    expect = kmf.survival_function_at_times(t).to_numpy()
+    got = m.predict_survival_function(b.head(1), times=t).iloc[:, 0].to_numpy()
+    np.testing.assert_allclose(got, expect, rtol=1e-10)
+
+
+def test_too_few_events_is_a_clear_error() -> None:
+    X, _ = _cure_data(n=200)
+    X["event"] = 0
+    X.loc[X.index[:3], "event"] = 1
+    for cls in (CoxReturnModel, WeibullCureReturnModel, XGBoostAFTReturnModel):
+        with pytest.raises(ModelError, match="too few events.*got 3 events"):
+            cls().fit(X)
+
+
+def test_constant_feature_is_dropped_with_a_visible_warning(caplog) -> None:
+    X, _ = _cure_data(n=1500)
+    X["plan"] = "pro"
+    X["flag"] = 1.0
+    with pytest.warns(UserWarning, match="'flag' is constant"):
+        m = WeibullCureReturnModel().fit(X)
+    assert any("'plan' is constant" in w for w in m.fit_warnings_)
+    assert "flag" not in m.feature_names_in_ and "x" in m.feature_names_in_
+    assert "'flag' is constant" in caplog.text
+    only_const = X[["flag", "duration_days", "event"]]
+    with pytest.raises(ModelError, match="no usable feature"):
+        CoxReturnModel().fit(only_const)
+
+
+def test_non_converging_fit_is_an_error_not_a_garbage_model() -> None:
+    X, _ = _cure_data(n=1500)
+    with pytest.raises(ModelError, match="did not converge"):
+        WeibullCureReturnModel(max_iter=2).fit(X)
+
+
+def test_cox_falls_back_to_a_larger_penalty_and_says_so() -> None:
+    X, _ = _cure_data(n=600)
+    X["leak"] = X["event"] * 10.0 + np.random.default_rng(0).normal(0, 1e-3, len(X))  # separates
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = CoxReturnModel(penalizer=0.0).fit(X)
+    assert m.penalizer_ > 0.0
+    assert any("fell back to penalizer" in w for w in m.fit_warnings_)
+
+
+def test_bad_inputs_name_the_problem() -> None:
+    X, _ = _cure_data(n=500)
+    m = WeibullCureReturnModel().fit(X)
+    with pytest.raises(ModelError, match=r"missing column\(s\) \['x'\]"):
+        m.expected_return_probability(X.drop(columns=["x"]))
+    with pytest.raises(ModelError, match="duration_days"):
+        WeibullCureReturnModel().fit(X.drop(columns=["duration_days"]))
+    bad = X.copy()
+    bad.loc[bad.index[4], "duration_days"] = -1.0
+    with pytest.raises(ModelError, match="finite durations"):
+        WeibullCureReturnModel().fit(bad)
+    with pytest.raises(ModelError, match="days already elapsed"):
+        m.expected_return_probability(X, conditional_after=-5)
+    with pytest.raises(ModelError, match="DataFrame"):
+        WeibullCureReturnModel().fit(X.to_numpy())
