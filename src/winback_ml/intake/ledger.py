@@ -451,15 +451,34 @@ class IntakeLedger:
 
     def ingest_file(self, provider: str, path: str | Path) -> list[Outcome]:
         """Ingest one file: a webhook body, or a CSV export (one outcome per row)."""
-        provider = check_provider(provider)
         p = Path(path)
-        data = p.read_bytes()
+        return self.ingest_export(provider, p.read_bytes(), label=p.name)
+
+    def ingest_export(
+        self,
+        provider: str,
+        data: bytes,
+        *,
+        label: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> list[Outcome]:
+        """Ingest a file's content: one webhook body, or a CSV export (one outcome per row).
+
+        A CSV export whose header is unusable is dead-lettered whole, with the reason.
+        """
+        provider = check_provider(provider)
         try:
             parts = split_bodies(provider, data)
         except IntakeError as e:
-            return [self._dead_letter_unprocessed(provider, data, f"{p.name}", str(e))]
+            return [self._dead_letter_unprocessed(provider, data, label, str(e))]
         return [
-            self.ingest(provider, b, label=f"{p.name}:{lbl}" if lbl else p.name) for lbl, b in parts
+            self.ingest(
+                provider,
+                b,
+                headers=headers,
+                label=f"{label}:{lbl}" if lbl and label else lbl or label,
+            )
+            for lbl, b in parts
         ]
 
     def ingest_many(self, provider: str, bodies: Iterable[bytes]) -> list[Outcome]:

@@ -109,7 +109,7 @@ def create_app(
             o = await run_in_threadpool(_oversized, led, provider, body, max_body_bytes, declared)
             return _answer(o)
         if provider == "csv":
-            outs = await run_in_threadpool(_csv, led, body)
+            outs = await run_in_threadpool(led.ingest_export, "csv", body, label="http")
             worst = max(outs, key=lambda o: o.http_status) if outs else None
             return JSONResponse(
                 {
@@ -174,14 +174,3 @@ def _oversized(
     o = led.process(inbox_id)
     o.kind = "oversized"
     return o
-
-
-def _csv(led: IntakeLedger, body: bytes) -> list[Outcome]:
-    from winback_ml.exceptions import IntakeError
-    from winback_ml.intake.normalize import split_bodies
-
-    try:
-        parts = split_bodies("csv", body)
-    except IntakeError as e:
-        return [led._dead_letter_unprocessed("csv", body, "http", str(e))]
-    return [led.ingest("csv", b, label=f"http:{lbl}") for lbl, b in parts]
