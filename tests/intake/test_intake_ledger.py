@@ -511,3 +511,19 @@ def test_ended_status_without_any_end_time_gets_the_snapshot_time(url):
     assert o.status == "accepted"
     row = load_data(url).subscriptions.iloc[0]
     assert row.status == "cancelled" and row.ended_at == seen
+
+
+def test_event_long_before_the_start_is_refused(url):
+    led = IntakeLedger(url)
+    led.ingest(
+        "stripe",
+        stripe_event(
+            "customer.subscription.created", stripe_subscription(start=T0), evt_id="c", created=T0
+        ),
+    )
+    early = stripe_event(
+        "invoice.paid", stripe_invoice("in_0", paid_at=T0 - timedelta(days=90)), evt_id="p"
+    )
+    o = led.ingest("stripe", early)
+    assert o.status == "dead_lettered" and "more than a day earlier" in o.reason
+    assert len(load_data(url).events) == 1

@@ -79,7 +79,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,7 @@ _SUB_REQUIRED = [c.name for c in TABLES["subscriptions"].columns if not c.nullab
 _CUST_COLS = TABLES["customers"].column_names
 _EVENT_COLS = TABLES["events"].column_names
 _BASELINE = datetime(1900, 1, 1)
+_START_SLACK = timedelta(days=1)
 _KEEP_BYTES = 65_536
 _EMAIL = re.compile(TABLES["customers"].column("email").pattern or ".*")
 _PHONE = re.compile(TABLES["customers"].column("phone").pattern or ".*")
@@ -870,6 +871,18 @@ class IntakeLedger:
                 )
             for c in missing:
                 row[c] = existing._mapping[c]
+        # account context: no event may precede the subscription's start (1 day of slack,
+        # as the contract allows for providers that stamp the two apart)
+        start = row.get("started_at")
+        if start is not None and all_ev:
+            first = min(all_ev, key=lambda x: x[0])
+            if first[0] < start - _START_SLACK:
+                raise IntakeError(
+                    f"{n.provider}: subscription {sid!r} starts {start.isoformat()} but has a "
+                    f"{first[1]!r} event at {first[0].isoformat()}, more than a day earlier. "
+                    "Nothing was changed. Fix: check the timestamps (unit, time zone) of this "
+                    "payload and of the subscription's start."
+                )
         values = {c: row.get(c) for c in _SUB_COLS}
         if existing is None:
             conn.execute(subs.insert().values(**values))
@@ -1156,7 +1169,6 @@ class IntakeLedger:
         events_t = self.store.table("events")
         subs = self.store.table("subscriptions")
         day = now.replace(microsecond=0)
-        from datetime import timedelta
 
         with self.engine.connect() as conn:
             counts = conn.execute(
