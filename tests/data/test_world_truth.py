@@ -169,6 +169,10 @@ def test_effects_are_heterogeneous_right_offer_for_right_reason():
     assert uplift(disc, "too_expensive") > 2 * uplift(Offer("feature_trial"), "too_expensive")
     assert uplift(Offer("feature_trial"), "missing_features") > 2 * uplift(disc, "missing_features")
     assert uplift(Offer("resume_billing"), "payment_failed") > 0.05
+    np.testing.assert_allclose(
+        T.uplift(ids, w.end, disc, "multi"),
+        T.p_return(ids, w.end, 30, disc, "multi") - T.p_return(ids, w.end),
+    )
     assert uplift(Offer("resume_billing"), "too_expensive") == pytest.approx(0.0, abs=1e-12)
     assert uplift(Offer("early_renewal", 15, 12), "contract_ended") > 2 * uplift(
         Offer("none"), "contract_ended"

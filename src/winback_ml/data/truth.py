@@ -751,6 +751,18 @@ class WorldTruth:
         out[lapsed] = np.where(ug > 0, 1.0 - (1.0 - base) * (1.0 - ug), base)
         return out
 
+    def uplift(
+        self,
+        customer_ids: Any,
+        as_of: Any = None,
+        offer: Offer | None = None,
+        channel: str | None = None,
+        within_days: float = 30,
+    ) -> np.ndarray:
+        """True uplift ``p_return(offer, channel) - p_return(None)`` (NaN if not lapsed)."""
+        base = self.p_return(customer_ids, as_of, within_days)
+        return self.p_return(customer_ids, as_of, within_days, offer, channel) - base
+
     def _with_open_campaign(
         self, base: np.ndarray, e: np.ndarray, t: np.ndarray, within_days: float
     ) -> np.ndarray:
