@@ -259,7 +259,13 @@ def build_plan(
         if len(tf):
             p0_tr = base.predict(tf, tf, cfg.attribution_window_days)
             try:
-                response = StructuredOfferResponseModel().fit(tf, p0_tr)
+                prior = _playbook_prior(cfg)
+                response = StructuredOfferResponseModel(prior_pairs=prior).fit(tf, p0_tr)
+                if prior:
+                    notes.append(
+                        "offer response: the playbook's reason -> offer pairs are a prior "
+                        f"(log lift {response.prior_log_lift}) that the campaign data override: {prior}."
+                    )
                 untried = sorted(
                     {o.offer_type for o in cfg.offer_catalog()} - set(response.tried_types_)
                 )
@@ -310,6 +316,21 @@ def build_plan(
         timings=timings,
         data=cd,
     )
+
+
+def _playbook_prior(cfg: BusinessConfig) -> dict[str, str]:
+    """Reason -> incentive offer type of the configured playbook (plain messages excluded)."""
+    try:
+        from winback_ml.cohort.playbook import load_playbook
+
+        pb = load_playbook(cfg)
+    except (ImportError, WinbackError):  # pragma: no cover - depends on the cohort stage
+        return {}
+    return {
+        r: e.offer.offer_type
+        for r, e in pb.entries.items()
+        if e.offer.offer_type != "none" and e.contact
+    }
 
 
 def _leave_all_alone(cohort: pd.DataFrame, p_base: np.ndarray, ltv_fn: Any) -> pd.DataFrame:
