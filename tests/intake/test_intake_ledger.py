@@ -527,3 +527,19 @@ def test_event_long_before_the_start_is_refused(url):
     o = led.ingest("stripe", early)
     assert o.status == "dead_lettered" and "more than a day earlier" in o.reason
     assert len(load_data(url).events) == 1
+
+
+def test_thin_redelivery_with_a_refetched_resource_is_a_duplicate(url):
+    from winback_ml.intake.samples import google_envelope, google_subscription
+
+    led = IntakeLedger(url)
+    first = google_envelope(4, google_subscription(start=T0), message_id="m-1", event_time=T0)
+    later = google_envelope(
+        4,
+        google_subscription(start=T0, state="SUBSCRIPTION_STATE_CANCELED"),
+        message_id="m-1",
+        event_time=T0,
+    )
+    assert led.ingest("google", first).status == "accepted"
+    o = led.ingest("google", later)
+    assert o.status == "duplicate" and "already accepted" in o.reason

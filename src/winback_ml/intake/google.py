@@ -191,17 +191,20 @@ def normalize_google(body: bytes | str, **_: Any) -> Normalized:
     if not isinstance(rtdn, dict):
         raise IntakeError(f"{P}: decoded message.data must be a JSON object.")
     ts = from_unix_millis(require(rtdn, "eventTimeMillis", (str, int), P), P, "eventTimeMillis")
+    # the hash covers the notification only: a Pub/Sub redelivery whose resource was
+    # fetched later (newer state, another deliveryAttempt) is the same delivery
+    key = {"messageId": mid, "rtdn": rtdn}
     if "testNotification" in rtdn:
-        return Normalized(P, "google_play", mid, "testNotification", ts, source_doc=doc)
+        return Normalized(P, "google_play", mid, "testNotification", ts, source_doc=key)
     if "oneTimeProductNotification" in rtdn:
-        return Normalized(P, "google_play", mid, "oneTimeProductNotification", ts, source_doc=doc)
+        return Normalized(P, "google_play", mid, "oneTimeProductNotification", ts, source_doc=key)
     voided = "voidedPurchaseNotification" in rtdn
     if voided:
         sn = require(rtdn, "voidedPurchaseNotification", dict, P)
         token = require(sn, "purchaseToken", str, P)
         name, et = "VOIDED_PURCHASE", "refunded"
         if sn.get("productType", 1) != 1:
-            return Normalized(P, "google_play", mid, name, ts, source_doc=doc)
+            return Normalized(P, "google_play", mid, name, ts, source_doc=key)
     else:
         sn = require(rtdn, "subscriptionNotification", dict, P)
         ntype = require(sn, "notificationType", int, P)
@@ -212,7 +215,7 @@ def normalize_google(body: bytes | str, **_: Any) -> Normalized:
                 f"{sorted(GOOGLE_NOTIFICATION_TYPES)} (14-16 and 21 are unassigned)."
             )
         name, et = GOOGLE_NOTIFICATION_TYPES[ntype]
-    n = Normalized(P, "google_play", mid, name, ts, source_doc=doc)
+    n = Normalized(P, "google_play", mid, name, ts, source_doc=key)
     res = require(doc, "resource", dict, P)
     sid = token_id(token)
     ext = res.get("externalAccountIdentifiers")

@@ -211,7 +211,9 @@ def normalize_recurly(body: bytes | str, **_: Any) -> Normalized:
     otype = require(note, "object_type", str, P)
     etype = require(note, "event_type", str, P)
     ts = from_iso(require(note, "event_time", str, P), P, "notification.event_time")
-    n = Normalized(P, "recurly", nid, f"{otype}.{etype}", ts, source_doc=doc)
+    # the hash covers the notification only: a redelivery whose resource was re-fetched
+    # later (newer state) is still the same delivery, not a conflict
+    n = Normalized(P, "recurly", nid, f"{otype}.{etype}", ts, source_doc=note)
     if otype == "account":
         acct = require(doc, "resource", dict, P)
         cid = opt(acct, "code", str, P) or require(acct, "id", str, P)
