@@ -535,7 +535,7 @@ class _Sim:
         ds = (rng.random(n) < 0.08 + 0.12 * np.minimum(ps, 2.5)).astype(np.float64)
         e0 = np.exp(rng.normal(0.0, 0.5, n))
         fast = rng.random(n) < 0.3
-        decay = np.where(fast, rng.gamma(2.0, 0.08, n), rng.gamma(2.0, 0.01, n))
+        decay = np.where(fast, rng.gamma(2.0, 0.12, n), rng.gamma(2.0, 0.01, n))
         fn = rng.beta(1.2, 4.0, n)
         sat = rng.beta(5.0, 2.0, n)
         skill = rng.beta(4.0, 2.0, n)
