@@ -543,3 +543,27 @@ def test_thin_redelivery_with_a_refetched_resource_is_a_duplicate(url):
     assert led.ingest("google", first).status == "accepted"
     o = led.ingest("google", later)
     assert o.status == "duplicate" and "already accepted" in o.reason
+
+
+def test_apple_retry_signed_afresh_is_a_duplicate(url):
+    pki = TestPKI.create()
+    tx = apple_transaction(purchase=T0)
+    a = apple_notification("SUBSCRIBED", tx, uuid="same-uuid", signed=T0, pki=pki)
+    b = apple_notification(
+        "SUBSCRIBED", tx, uuid="same-uuid", signed=T0 + timedelta(hours=1), pki=pki
+    )
+    assert a != b  # new signatures, new signedDate
+    led = IntakeLedger(url, apple_root=pki.root_pem)
+    assert led.ingest("apple", a).status == "accepted"
+    assert led.ingest("apple", b).status == "duplicate"
+
+
+def test_chargebee_retry_with_new_webhook_status_is_a_duplicate(url):
+    from winback_ml.intake.samples import chargebee_event, chargebee_subscription
+
+    body = chargebee_event("subscription_created", chargebee_subscription(start=T0), occurred_at=T0)
+    doc = json.loads(body)
+    doc["webhook_status"] = "failed"
+    led = IntakeLedger(url)
+    assert led.ingest("chargebee", body).status == "accepted"
+    assert led.ingest("chargebee", json.dumps(doc).encode()).status == "duplicate"

@@ -275,7 +275,8 @@ def normalize_apple(body: bytes | str, *, apple_root: Any = None, **_: Any) -> N
         uuid,
         ptype,
         signed,
-        source_doc=doc,
+        # a retry may be signed afresh: the hash covers the content, not the signature
+        source_doc={k: v for k, v in payload.items() if k not in ("signedDate", "data")},
         verification="verified" if root is not None else "unverified",
     )
     if ntype in APPLE_IGNORED_TYPES:
@@ -287,6 +288,11 @@ def normalize_apple(body: bytes | str, *, apple_root: Any = None, **_: Any) -> N
     renewal = None
     if data.get("signedRenewalInfo") is not None:
         renewal = _decode(data["signedRenewalInfo"], "signedRenewalInfo", root, signed)
+    n.source_doc["data"] = {
+        "status": data.get("status"),
+        "tx": {k: v for k, v in tx.items() if k != "signedDate"},
+        "renewal": {k: v for k, v in (renewal or {}).items() if k != "signedDate"},
+    }
     otid = require(tx, "originalTransactionId", str, P)
     tid = opt(tx, "transactionId", str, P) or otid
     token_cust = opt(tx, "appAccountToken", str, P)

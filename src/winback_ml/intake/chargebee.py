@@ -260,7 +260,9 @@ def normalize_chargebee(body: bytes | str, **_: Any) -> Normalized:
             "types (see docs/intake.md). Fix: disable it on the webhook, or extend the normalizer."
         )
     content = require(doc, "content", dict, P)
-    n = Normalized(P, "chargebee", evt_id, etype, ts, source_doc=doc)
+    # webhook_status / webhooks[] change between Chargebee's retries of one event
+    key = {k: v for k, v in doc.items() if k not in ("webhook_status", "webhooks")}
+    n = Normalized(P, "chargebee", evt_id, etype, ts, source_doc=key)
     if etype in CHARGEBEE_IGNORED_TYPES:
         return n
     if isinstance(content.get("customer"), dict):
