@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -52,11 +53,38 @@ def _tick_cmd(url: str, port: int, seq_file: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def crash_store(request, store_factory):
+    """The store of the crash test: SQLite always; PostgreSQL when WINBACK_TEST_POSTGRES_URL is set."""
+    if request.param == "sqlite":
+        yield store_factory(240)
+        return
+    url = os.environ.get("WINBACK_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("WINBACK_TEST_POSTGRES_URL is not set (a PostgreSQL URL to test against)")
+    from conftest import make_tables
+
+    from winback_ml.data.store import Store
+
+    schema = f"wb_crash_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    u = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    store = Store(u.render_as_string(hide_password=False))
+    store.write(make_tables(240))
+    yield store
+    store.dispose()
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
 @pytest.mark.slow
-def test_sigkill_many_times_every_message_exactly_once(store_factory, tmp_path):
+def test_sigkill_many_times_every_message_exactly_once(crash_store, tmp_path):
     rng = random.Random(7)
     n = 240
-    store = store_factory(n)
+    store = crash_store
     seq = {
         "settings": {"quiet_hours": None, "frequency_cap": {"per_day": 0, "per_week": 0}},
         "sequences": [
@@ -90,9 +118,13 @@ def test_sigkill_many_times_every_message_exactly_once(store_factory, tmp_path):
         while kills < 25 and time.time() < deadline:
             runs += 1
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-            first = p.stdout.readline()  # the first progress line: start-up and recovery are done
-            if first and rng.random() < 0.9:
-                time.sleep(rng.uniform(0.0, 1.2))
+            line = p.stdout.readline()  # the first progress line: start-up and recovery are done
+            # let 0-2 batches finish, then kill somewhere inside the next one (or during start-up)
+            for _ in range(rng.randint(0, 2)):
+                if line:
+                    line = p.stdout.readline()
+            if line and rng.random() < 0.9:
+                time.sleep(rng.uniform(0.0, 0.25))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 kills += 1

@@ -350,6 +350,20 @@ def sms_inbound_cmd(
     typer.echo(reply or "(no action)")
 
 
+@dispatch_app.command("serve")
+def serve_cmd(
+    store: str = _STORE,
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8087, "--port"),
+) -> None:
+    """Serve the unsubscribe link (GET/POST /unsubscribe) and inbound SMS (POST /sms/inbound)."""
+    import uvicorn
+
+    from winback_ml.dispatch.web import make_app
+
+    uvicorn.run(make_app(store), host=host, port=port, log_level="warning")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``dispatch`` group to the ``winback`` command."""
     app.add_typer(dispatch_app, name="dispatch")

@@ -10,6 +10,8 @@ Stages of the journey, one module each::
     policy      stop rules, suppression, consent, quiet hours, unsubscribe, STOP
     channels    SMTP e-mail, Twilio-style SMS, in-app webhook/table, dry run
     outbox      the Dispatcher: claim, render, send, record; recovery after a crash
+    autolaunch  the intake queue -> scored targets -> enrolments (contact window)
+    web         unsubscribe (one-click) and inbound SMS (STOP) endpoints
     testing     loopback SMTP/HTTP servers for tests, demo and benchmark
 
 Time zone: every timestamp in frames and tables is naive UTC; quiet hours

@@ -73,6 +73,20 @@ TARGET_COLUMNS = (
 )
 #: Offers that come with a discount code.
 CODE_OFFERS = ("discount", "free_month", "feature_trial", "early_renewal")
+_OUTBOX_COLUMNS = (
+    "idempotency_key",
+    "enrolment_id",
+    "customer_id",
+    "sequence_id",
+    "step_index",
+    "step_name",
+    "channel",
+    "template",
+    "due_at",
+    "next_attempt_at",
+    "state",
+    "attempts",
+)
 _PCT_OFFERS = ("discount", "early_renewal")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
@@ -100,7 +114,7 @@ class EnrolPlan:
     )
     codes: dict[str, str] = field(default_factory=dict)
     written: bool = False
-    _records: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _records: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
         e = self.enrolments
@@ -370,7 +384,8 @@ def plan_enrolment(
 
     arms = assign_arms(t["customer_id"], experiment)
     enr_rows: list[dict[str, Any]] = []
-    ob_rows: list[dict[str, Any]] = []
+    # outbox rows column by column: a million rows as dicts would cost gigabytes
+    ob_cols: dict[str, list[Any]] = {c: [] for c in _OUTBOX_COLUMNS}
     arm_rows: dict[str, dict[str, Any]] = {}
     asg_rows: list[dict[str, Any]] = []
     for rec, arm_id in zip(t.to_dict("records"), arms.to_numpy(), strict=True):
@@ -464,35 +479,32 @@ def plan_enrolment(
             continue
         for idx, step in seq.steps_for(channel):
             due = start + timedelta(days=step.day)
-            ob_rows.append(
-                {
-                    "idempotency_key": idempotency_key(eid, idx, step.name),
-                    "enrolment_id": eid,
-                    "customer_id": cid,
-                    "sequence_id": seq.id,
-                    "step_index": idx,
-                    "step_name": step.name,
-                    "channel": step.channel,
-                    "template": step.template,
-                    "due_at": due,
-                    "next_attempt_at": due,
-                    "state": "pending",
-                    "attempts": 0,
-                }
-            )
+            for col, v in (
+                ("idempotency_key", idempotency_key(eid, idx, step.name)),
+                ("enrolment_id", eid),
+                ("customer_id", cid),
+                ("sequence_id", seq.id),
+                ("step_index", idx),
+                ("step_name", step.name),
+                ("channel", step.channel),
+                ("template", step.template),
+                ("due_at", due),
+                ("next_attempt_at", due),
+                ("state", "pending"),
+                ("attempts", 0),
+            ):
+                ob_cols[col].append(v)
     enr_cols = [c.name for c in enrolments.columns] + ["needs_code"]
     return EnrolPlan(
         campaign_id=campaign_id,
         enrolments=pd.DataFrame(enr_rows, columns=enr_cols),
-        outbox=pd.DataFrame(
-            ob_rows, columns=[c.name for c in outbox.columns if c.name not in ("id",)]
-        ),
+        outbox=pd.DataFrame(ob_cols, columns=list(_OUTBOX_COLUMNS)),
         arms=pd.DataFrame(list(arm_rows.values())),
         assignments=pd.DataFrame(asg_rows),
         skipped=skipped,
         _records={
             "enrolments": enr_rows,
-            "outbox": ob_rows,
+            "outbox": ob_cols,
             "arms": list(arm_rows.values()),
             "assignments": asg_rows,
         },

@@ -210,14 +210,31 @@ class DispatchDB:
     def insert_ignore(
         self,
         table: sa.Table,
-        rows: list[dict[str, Any]],
+        rows: list[dict[str, Any]] | dict[str, list[Any]],
         chunk: int = 20_000,
         conn: sa.Connection | None = None,
     ) -> None:
         """Insert rows, skipping those that collide with a unique key (idempotent enqueue).
 
-        With ``conn`` the rows go into the caller's transaction.
+        ``rows`` is a list of dicts or a dict of equally long columns. With
+        ``conn`` the rows go into the caller's transaction.
         """
+        if isinstance(rows, dict):
+            names = list(rows)
+            n = len(rows[names[0]]) if names else 0
+            if n == 0:
+                return
+            if conn is None:
+                with self.engine.begin() as c:
+                    self.insert_ignore(table, rows, chunk, c)
+                return
+            for i in range(0, n, chunk):
+                part = [
+                    dict(zip(names, vals, strict=True))
+                    for vals in zip(*(rows[k][i : i + chunk] for k in names), strict=True)
+                ]
+                self.insert_ignore(table, part, chunk, conn)
+            return
         if not rows:
             return
         if conn is None:

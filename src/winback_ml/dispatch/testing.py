@@ -218,6 +218,18 @@ class LoopbackHTTPServer:
         self.stop()
 
 
+def _write_counts(srv: LoopbackSMTPServer, path: str) -> None:  # pragma: no cover
+    with srv._lock:
+        values = list(srv.received.values())
+    doc = {"received": sum(values), "unique": len(values), "duplicates": sum(v > 1 for v in values)}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh)
+    import os
+
+    os.replace(tmp, path)
+
+
 def _main() -> None:  # pragma: no cover - used by the benchmark from a subprocess
     import argparse
     import signal
@@ -235,15 +247,9 @@ def _main() -> None:  # pragma: no cover - used by the benchmark from a subproce
     print(f"listening {a.port}", flush=True)
     while not stop.wait(0.5):
         if a.count_file:
-            dup = sum(1 for v in srv.received.values() if v > 1)
-            with open(a.count_file, "w") as fh:
-                json.dump(
-                    {"received": srv.count(), "unique": len(srv.received), "duplicates": dup}, fh
-                )
+            _write_counts(srv, a.count_file)
     if a.count_file:
-        dup = sum(1 for v in srv.received.values() if v > 1)
-        with open(a.count_file, "w") as fh:
-            json.dump({"received": srv.count(), "unique": len(srv.received), "duplicates": dup}, fh)
+        _write_counts(srv, a.count_file)
     srv.stop()
 
 
