@@ -674,6 +674,8 @@ class IntakeLedger:
                             n_events=0,
                         )
                     )
+                    if was_dead:
+                        self._resolve_dead_letter(conn, n.provider, inbox_id, now)
                     return Outcome(
                         "duplicate",
                         n.provider,
@@ -746,16 +748,7 @@ class IntakeLedger:
                 )
             )
             if was_dead:
-                dl = dead_letters_table
-                conn.execute(
-                    dl.update()
-                    .where(
-                        dl.c.provider == n.provider,
-                        dl.c.body_sha256 == _sha_of_inbox(conn, inbox_id),
-                        dl.c.status == "open",
-                    )
-                    .values(status="resolved", resolved_at=now)
-                )
+                self._resolve_dead_letter(conn, n.provider, inbox_id, now)
         out = Outcome(
             "accepted",
             n.provider,
@@ -826,6 +819,20 @@ class IntakeLedger:
             folded.update({k: v for k, v in st.items() if v is not None} if skip_none else st)
         folded["__last_at__"] = rows[-1][0]
         return folded
+
+    def _resolve_dead_letter(
+        self, conn: sa.Connection, provider: str, inbox_id: int, now: datetime
+    ) -> None:
+        dl = dead_letters_table
+        conn.execute(
+            dl.update()
+            .where(
+                dl.c.provider == provider,
+                dl.c.body_sha256 == _sha_of_inbox(conn, inbox_id),
+                dl.c.status == "open",
+            )
+            .values(status="resolved", resolved_at=now)
+        )
 
     def _apply_subscription(
         self, conn: sa.Connection, n: Normalized, sid: str
