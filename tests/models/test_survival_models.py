@@ -50,16 +50,20 @@ def frames():
     }
 
 
-@pytest.fixture(autouse=True)
-def _restore_tracking_uri():
-    """Point MLflow back at the session's tracking URI after each test."""
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory):
+    """One MLflow store for the module (creating a SQLite store takes seconds)."""
     import os
 
+    tmp = tmp_path_factory.mktemp("mlflow_contract")
     before = os.environ.get("MLFLOW_TRACKING_URI")
-    yield
-    if before and "mlflow" in __import__("sys").modules:
-        import mlflow
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")
+        mp.setenv("WINBACK_MLFLOW_ARTIFACTS", str(tmp / "artifacts"))
+        yield tmp
+    import mlflow
 
+    if before:
         mlflow.set_tracking_uri(before)
         mlflow.set_registry_uri(before)
 
@@ -90,7 +94,7 @@ def _cure_data(n: int = 4000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
 
 
 @pytest.mark.parametrize("cls", RETURN_MODELS + CHURN_MODELS, ids=lambda c: c.__name__)
-def test_model_contract(cls, frames, tmp_path, monkeypatch) -> None:
+def test_model_contract(cls, frames, tracking) -> None:
     kind = "return" if cls in RETURN_MODELS else "churn"
     train, score = frames[kind]
     m = _make(cls)
@@ -126,8 +130,6 @@ def test_model_contract(cls, frames, tmp_path, monkeypatch) -> None:
     # MLflow: log, register, load back as pyfunc, same numbers
     from winback_ml.tracking import mlflow as wt
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("WINBACK_MLFLOW_ARTIFACTS", str(tmp_path / "artifacts"))
     rec = wt.log_fit(m, kind, input_example=score, metrics={"ibs": 0.1}, as_of=AS_OF)
     import mlflow
 

@@ -33,11 +33,16 @@ def world_frames():
     return w, build_return_training_frame(cd, AS_OF), build_return_scoring_frame(cd, AS_OF)
 
 
-@pytest.fixture(autouse=True)
-def _restore_tracking_uri():
-    """Point MLflow back at the session's tracking URI after each test."""
+@pytest.fixture(scope="module")
+def tracking_module(tmp_path_factory):
+    """One MLflow store for the module (creating a SQLite store takes seconds)."""
+    tmp = tmp_path_factory.mktemp("mlflow_registry")
     before = os.environ.get("MLFLOW_TRACKING_URI")
-    yield
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("WINBACK_MLFLOW_ARTIFACTS", str(tmp / "artifacts"))
+        yield tmp, uri
     import mlflow
 
     if before:
@@ -46,11 +51,15 @@ def _restore_tracking_uri():
 
 
 @pytest.fixture()
-def tracking(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("WINBACK_MLFLOW_ARTIFACTS", str(tmp_path / "artifacts"))
-    return tmp_path, uri
+def tracking(tracking_module):
+    """The module's store, with a fresh registered-model name per test."""
+    from mlflow import MlflowClient
+
+    wt.configure()
+    c = MlflowClient()
+    for rm in c.search_registered_models():
+        c.delete_registered_model(rm.name)
+    return tracking_module
 
 
 def _fit(cls, train):
@@ -88,7 +97,7 @@ def test_champion_moves_only_when_the_challenger_is_better(world_frames, trackin
     from mlflow import MlflowClient
 
     c = MlflowClient()
-    assert c.get_model_version_by_alias("winback-return", "champion").version == "2"
+    assert str(c.get_model_version_by_alias("winback-return", "champion").version) == "2"
     tags = c.get_model_version("winback-return", "3").tags
     assert tags["winback.compared_with"] == "2" and tags["winback.decision"].startswith(
         "kept champion"

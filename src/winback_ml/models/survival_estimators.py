@@ -23,7 +23,9 @@ parametric likelihoods (an event on the day of the origin).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,7 +163,7 @@ class CoxSurvival(SurvivalModel):
 
         self._make_encoder(X, standardize=True, drop_first=True)
         Z = self.encoder_.transform(X, type(self).__name__)
-        names = [f"f{i}" for i in range(Z.shape[1])]
+        names = list(self.encoder_.names_)  # real names: lifelines messages then name them
         df = pd.DataFrame(Z, columns=names)
         df["_T"] = np.maximum(pd.to_numeric(X[self.duration_col]).to_numpy(float), 0.0)
         df["_E"] = pd.to_numeric(X[self.event_col]).to_numpy(int)
@@ -169,29 +171,39 @@ class CoxSurvival(SurvivalModel):
         use_entry = bool((entry > 0).any())
         if use_entry:
             df["_W"] = entry
+        from lifelines.exceptions import ConvergenceWarning
+
         penalizers = [self.penalizer, max(self.penalizer * 10, 0.01), 0.1]
-        last: Exception | None = None
+        last: Any = None
+        cph = None
         for i, pen in enumerate(penalizers):
             try:
-                with np.errstate(all="ignore"):
-                    cph = CoxPHFitter(penalizer=pen)
-                    cph.fit(
+                with np.errstate(all="ignore"), warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    fitter = CoxPHFitter(penalizer=pen)
+                    fitter.fit(
                         df,
                         "_T",
                         "_E",
                         entry_col="_W" if use_entry else None,
                         fit_options={"max_steps": self.max_steps},
                     )
-                if i > 0:
-                    self._warn(
-                        f"{type(self).__name__}: the fit did not converge with penalizer="
-                        f"{self.penalizer}; fell back to penalizer={pen}. ({last})"
-                    )
-                self.penalizer_ = pen
-                break
             except (ConvergenceError, np.linalg.LinAlgError, ValueError) as exc:
                 last = exc
-        else:
+                continue
+            conv = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+            if conv:  # lifelines warns (does not raise) on separation / no convergence
+                last = str(conv[0].message).strip().splitlines()[0]
+                continue
+            if i > 0:
+                self._warn(
+                    f"{type(self).__name__}: the fit did not converge with penalizer="
+                    f"{self.penalizer}; fell back to penalizer={pen}. ({last})"
+                )
+            self.penalizer_ = pen
+            cph = fitter
+            break
+        if cph is None:
             raise ModelError(
                 f"{type(self).__name__}.fit: lifelines CoxPHFitter did not converge even with "
                 f"penalizer 0.1 ({last}). Fix: drop collinear features or use another model."

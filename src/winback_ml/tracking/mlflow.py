@@ -31,6 +31,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,7 @@ def log_model(
         est_path.write_bytes(pickle.dumps(model))
         from winback_ml.tracking.pyfunc_model import SurvivalPyfunc
 
+        warnings.filterwarnings("ignore", message=r".*type hints to the `predict` method.*")
         wrapper = SurvivalPyfunc()
         wrapper.estimator, wrapper.kind, wrapper.horizons, wrapper.required = (
             model,
@@ -194,8 +196,35 @@ def log_model(
             model_config=cfg,
             signature=sig,
             input_example=example,
+            pip_requirements=_pip_requirements(),
         )
     return info.model_uri
+
+
+def _pip_requirements() -> list[str]:
+    """Pins of the packages the pyfunc needs, read from the installed versions.
+
+    Given explicitly, so MLflow does not infer them (a slow subprocess per log).
+    """
+    from importlib import metadata
+
+    reqs = []
+    for dist in (
+        "mlflow",
+        "numpy",
+        "pandas",
+        "scipy",
+        "scikit-learn",
+        "lifelines",
+        "xgboost-cpu",
+        "xgboost",
+        "winback_ml",
+    ):
+        try:
+            reqs.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
 
 
 def _plain_dtypes(df: pd.DataFrame) -> pd.DataFrame:

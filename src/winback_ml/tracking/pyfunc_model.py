@@ -20,6 +20,7 @@ the days already lapsed) or ``p_churn_<h>d``; churn models add
 from __future__ import annotations
 
 import pickle
+import warnings
 from typing import Any
 
 import mlflow
@@ -67,4 +68,7 @@ class SurvivalPyfunc(PythonModel):
         return out
 
 
+# MLflow asks for type hints on predict, and warns about the ones we could give
+# (it wants list[...] inputs); the schema comes from the logged signature instead.
+warnings.filterwarnings("ignore", message=r".*type hints to the `predict` method.*")
 mlflow.models.set_model(SurvivalPyfunc())
