@@ -346,3 +346,35 @@ def test_two_workers_never_claim_the_same_row(store_factory, tmp_path):
     rb = b._claim(T0, 20)
     assert len(ra) == 20 and len(rb) == 10
     assert not {r.id for r in ra} & {r.id for r in rb}
+
+
+def test_recovery_leaves_rows_of_channels_this_worker_lacks(store_factory, tmp_path):
+    store = store_factory(1)
+    book = _one("sms", "sms", lease_seconds=0.2)
+    enrol_targets(store, make_targets(["c0"], channel="sms"), T0, holdout=0.0, book=book)
+    with store.engine.begin() as conn:
+        conn.execute(
+            outbox.update().values(state="sending", lease_owner="dead-worker", lease_until=0.0)
+        )
+    # an e-mail-only worker must not reconcile (and dead-letter) an SMS row it cannot ask about
+    Dispatcher(store, {"email": DryRunChannel(tmp_path / "e")}, book=book).tick(T0)
+    assert _rows(store).iloc[0]["state"] == "sending"
+    sms = DryRunChannel(tmp_path / "s", "sms")
+    Dispatcher(store, {"sms": sms}, book=book).tick(T0)  # the SMS worker finds it was not delivered
+    assert _rows(store).iloc[0]["state"] == "sent"
+
+
+def test_suppression_recorded_before_enrolment_cancels_at_the_next_tick(store_factory, smtp_server):
+    from winback_ml.dispatch.policy import record_feedback
+    from winback_ml.dispatch.schema import DispatchDB
+
+    store = store_factory(2)
+    record_feedback(DispatchDB(store), "complaint", customer_id="c1", at=T0 - timedelta(days=3))
+    book = _book()
+    enrol_targets(store, make_targets(["c0", "c1"]), T0, holdout=0.0, book=book)
+    r = Dispatcher(
+        store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=book
+    ).tick(T0)
+    rows = _rows(store)
+    assert set(rows.loc[rows.customer_id == "c1", "state"]) == {"cancelled"}
+    assert r.sent == 1 and smtp_server.messages[0]["rcpt"] == ["user0@example.com"]

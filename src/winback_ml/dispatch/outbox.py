@@ -170,9 +170,14 @@ class Dispatcher:
                 .values(state="pending", lease_owner=None, lease_until=None, updated_at=now)
             )
             report.recovered_claimed += res.rowcount or 0
+            # only rows of channels this dispatcher has: it must be able to ask them
             conn.execute(
                 outbox.update()
-                .where(outbox.c.state == "sending", outbox.c.lease_until < wall)
+                .where(
+                    outbox.c.state == "sending",
+                    outbox.c.lease_until < wall,
+                    outbox.c.channel.in_(list(self.channels)),
+                )
                 .values(lease_owner=me, lease_until=wall + self.settings.lease_seconds)
             )
             stuck = conn.execute(

@@ -202,44 +202,70 @@ def apply_stop_rules(db: DispatchDB, now: datetime) -> dict[str, int]:
     db.create_schema()
     ev = db.contract("events")
     out = {"reactivated": 0, "code_redeemed": 0, "suppressed": 0, "cancelled_messages": 0}
-    back = (
-        sa.select(enrolments.c.enrolment_id)
-        .join(ev, ev.c.customer_id == enrolments.c.customer_id)
-        .where(
-            enrolments.c.status == "active",
-            ev.c.event_type.in_(REACTIVATION_EVENTS),
-            ev.c.occurred_at > enrolments.c.lapsed_at,
-            ev.c.occurred_at <= now,
-        )
-        .distinct()
-    )
-    redeemed = (
-        sa.select(enrolments.c.enrolment_id)
-        .join(codes, codes.c.enrolment_id == enrolments.c.enrolment_id)
-        .where(
-            enrolments.c.status == "active",
-            codes.c.redeemed_at.is_not(None),
-            codes.c.redeemed_at <= now,
-        )
-    )
     with db.engine.begin() as conn:
-        ids = list(conn.execute(back).scalars())
+        active = dict(
+            conn.execute(
+                sa.select(enrolments.c.customer_id, sa.func.min(enrolments.c.lapsed_at))
+                .where(enrolments.c.status == "active")
+                .group_by(enrolments.c.customer_id)
+            ).all()
+        )
+        ids: list[str] = []
+        if active:
+            # one pass over the events (no join per enrolment): the latest return of each
+            # customer since the earliest active lapse, at or before now
+            since = min(active.values())
+            latest = conn.execute(
+                sa.select(ev.c.customer_id, sa.func.max(ev.c.occurred_at))
+                .where(
+                    ev.c.event_type.in_(REACTIVATION_EVENTS),
+                    ev.c.occurred_at > since,
+                    ev.c.occurred_at <= now,
+                )
+                .group_by(ev.c.customer_id)
+            ).all()
+            back = [cid for cid, t in latest if cid in active and t > active[cid]]
+            for k in range(0, len(back), 5000):
+                ids += list(
+                    conn.execute(
+                        sa.select(enrolments.c.enrolment_id).where(
+                            enrolments.c.status == "active",
+                            enrolments.c.customer_id.in_(back[k : k + 5000]),
+                        )
+                    ).scalars()
+                )
         out["reactivated"] = len(ids)
         out["cancelled_messages"] += stop_enrolments(conn, ids, "reactivated", now)
-        ids = list(conn.execute(redeemed).scalars())
-        out["code_redeemed"] = len(ids)
-        out["cancelled_messages"] += stop_enrolments(conn, ids, "code redeemed", now)
-        sup = conn.execute(
-            sa.select(suppression.c.customer_id, suppression.c.channel, suppression.c.reason).where(
-                suppression.c.customer_id.is_not(None), suppression.c.created_at <= now
+        redeemed = list(
+            conn.execute(
+                sa.select(enrolments.c.enrolment_id)
+                .join(codes, codes.c.enrolment_id == enrolments.c.enrolment_id)
+                .where(
+                    enrolments.c.status == "active",
+                    codes.c.redeemed_at.is_not(None),
+                    codes.c.redeemed_at <= now,
+                )
+            ).scalars()
+        )
+        out["code_redeemed"] = len(redeemed)
+        out["cancelled_messages"] += stop_enrolments(conn, redeemed, "code redeemed", now)
+        # suppressions recorded before the rows existed (record_feedback cancels what exists)
+        sup = (
+            sa.select(suppression.c.id)
+            .where(
+                suppression.c.customer_id == outbox.c.customer_id,
+                sa.or_(suppression.c.channel == "*", suppression.c.channel == outbox.c.channel),
+                suppression.c.created_at <= now,
             )
-        ).all()
-        for cid, ch, reason in sup:
-            n = cancel_pending(
-                conn, customer_ids=[cid], channel=ch, reason=f"suppressed: {reason}", now=now
-            )
-            out["suppressed"] += n
-            out["cancelled_messages"] += n
+            .exists()
+        )
+        res = conn.execute(
+            outbox.update()
+            .where(outbox.c.state == "pending", sup)
+            .values(state="cancelled", last_error="suppressed", updated_at=now)
+        )
+        out["suppressed"] = res.rowcount or 0
+        out["cancelled_messages"] += out["suppressed"]
     return out
 
 
