@@ -130,3 +130,51 @@ def test_sms_stop_and_unsubscribe_commands(store_factory):
     assert r.exit_code == 0 and "unsubscribed" in r.output
     r = runner.invoke(app, ["dispatch", "unsubscribe", "forged.token", "--store", store.url])
     assert r.exit_code == 1 and "signature" in r.output
+
+
+def test_enrol_from_queue_command(store_factory):
+    from datetime import datetime
+
+    from winback_ml.intake.ledger import winback_queue_table as q
+
+    store = store_factory(2)
+    q.metadata.create_all(store.engine, tables=[q], checkfirst=True)
+    ended = datetime(2025, 6, 1)
+    with store.engine.begin() as conn:
+        conn.execute(
+            q.insert(),
+            [
+                {
+                    "queue_id": f"q{i}",
+                    "customer_id": f"c{i}",
+                    "subscription_id": f"s{i}",
+                    "source": "stripe",
+                    "event_type": "cancelled",
+                    "reason": r,
+                    "initiator": "customer",
+                    "ended_at": ended,
+                    "queued_at": ended,
+                    "mrr": 29.0,
+                    "status": "pending",
+                    "status_at": ended,
+                }
+                for i, r in enumerate(["payment_failed", "missing_features"])
+            ],
+        )
+    r = runner.invoke(
+        app,
+        [
+            "dispatch",
+            "enrol",
+            "--from-queue",
+            "--store",
+            store.url,
+            "--now",
+            "2025-06-02T12:00",
+            "--holdout",
+            "0",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    s = _json(r.output)
+    assert s["enrolled"] == 2 and s["by_sequence"] == {"resume_billing": 1, "winback_30d": 1}

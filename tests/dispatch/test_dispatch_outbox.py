@@ -378,3 +378,24 @@ def test_suppression_recorded_before_enrolment_cancels_at_the_next_tick(store_fa
     rows = _rows(store)
     assert set(rows.loc[rows.customer_id == "c1", "state"]) == {"cancelled"}
     assert r.sent == 1 and smtp_server.messages[0]["rcpt"] == ["user0@example.com"]
+
+
+def test_in_app_webhook_posts_json_with_idempotency_key(store_factory):
+    from winback_ml.dispatch.channels import WebhookInAppChannel
+
+    store = store_factory(2)
+    book = _one("in_app", "in_app")
+    enrol_targets(store, make_targets(["c0", "c1"], channel="in_app"), T0, holdout=0.0, book=book)
+    with LoopbackHTTPServer() as hook:
+        Dispatcher(store, {"in_app": WebhookInAppChannel(f"{hook.url}/inapp")}, book=book).tick(T0)
+        bodies = [r["json"] for r in hook.requests]
+        assert sorted(b["customer_id"] for b in bodies) == ["c0", "c1"]
+        assert all(b["title"] and "20%" in b["body"] for b in bodies if b["customer_id"] == "c0")
+        assert all(
+            r["headers"]["Idempotency-Key"] == r["json"]["idempotency_key"] for r in hook.requests
+        )
+    with LoopbackHTTPServer(fail_status=500) as hook:
+        with store.engine.begin() as conn:
+            conn.execute(outbox.update().values(state="pending"))
+        r = Dispatcher(store, {"in_app": WebhookInAppChannel(hook.url)}, book=book).tick(T0)
+        assert r.retried == 2
