@@ -10,6 +10,7 @@ nothing after ``as_of`` is visible.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -31,6 +32,28 @@ def _latest_time(data: ContractData) -> pd.Timestamp:
             "Pass as_of explicitly or load non-empty tables."
         )
     return pd.Timestamp(max(cands))
+
+
+def _latest_any(data: ContractData) -> pd.Timestamp:
+    """The latest timestamp of any row of any table (usage weeks count from their end)."""
+    cols = {
+        "customers": ["signup_at"],
+        "subscriptions": ["started_at", "ended_at", "cancel_requested_at"],
+        "events": ["occurred_at"],
+        "support_tickets": ["created_at"],
+        "interviews": ["answered_at"],
+        "campaigns": ["started_at", "ended_at"],
+        "campaign_assignments": ["assigned_at"],
+    }
+    latest = [pd.Timestamp.min]
+    for name, cs in cols.items():
+        df = getattr(data, name)
+        if df is None:
+            continue
+        latest += [df[c].max() for c in cs if c in df.columns and len(df)]
+    if data.usage is not None and len(data.usage):
+        latest.append(data.usage["week_start"].max() + pd.Timedelta(days=7))
+    return max(t for t in latest if pd.notna(t))
 
 
 def as_contract_data(
@@ -63,6 +86,9 @@ def as_contract_data(
         )
     if cd.as_of is not None and ts == cd.as_of:
         return cd, ts
+    if cd.as_of is None and _latest_any(cd) <= ts:
+        # nothing is dated after as_of: the cut would change nothing we read
+        return replace(cd, as_of=ts), ts
     cut = cut_as_of(cd.tables(), ts)
     return (
         ContractData(**cut, as_of=ts, missing=list(cd.missing), source=cd.source),

@@ -47,7 +47,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from winback_ml.cohort._inputs import as_contract_data, require_columns
-from winback_ml.cohort._window import last_before, window_sums
+from winback_ml.cohort._window import Timeline
 from winback_ml.cohort.episodes import build_lapse_episodes
 from winback_ml.cohort.lapsed import missing_signals
 from winback_ml.data.contract import CANCEL_REASONS
@@ -147,58 +147,53 @@ def _usage_features(eps: pd.DataFrame, usage: pd.DataFrame | None) -> pd.DataFra
     out = pd.DataFrame(0.0, index=eps.index, columns=cols)
     if usage is None or usage.empty or eps.empty:
         return out
-    u = usage[["customer_id", "week_start", "sessions", "active_minutes", "features_used"]].copy()
-    u["week_end"] = u["week_start"] + _WEEK  # a week is known once complete
+    # a week is known once complete: week_end = week_start + 7 days must be <= the lapse's end;
+    # the windows below are on week_end, queried on week_start shifted by a week
+    vals = ["sessions", "active_minutes", "features_used"]
+    tl = Timeline(usage, "week_start", vals)
+    ids = eps["customer_id"].to_numpy()
     end = eps["ended_at"]
     start = eps["spell_start"].fillna(eps["started_at"])
-    vals = ["sessions", "active_minutes", "features_used"]
     lo_recent = np.maximum(end - 8 * _WEEK, start)
     lo_prior = np.maximum(end - 26 * _WEEK, start)
     hi_prior = end - 8 * _WEEK
-    k_recent = pd.DataFrame(
-        {"customer_id": eps["customer_id"], "lo": lo_recent, "hi": end}, index=eps.index
-    )
-    k_prior = pd.DataFrame(
-        {"customer_id": eps["customer_id"], "lo": lo_prior, "hi": hi_prior}, index=eps.index
-    )
-    recent = window_sums(k_recent, u, "week_end", vals, lo_inclusive=False)
-    prior = window_sums(k_prior, u, "week_end", vals, lo_inclusive=False)
+
+    def window(lo: pd.Series | None, hi: pd.Series, names: list[str]) -> dict[str, np.ndarray]:
+        lo_ = None if lo is None else (lo - _WEEK).to_numpy()
+        return tl.sums(ids, lo_, (hi - _WEEK).to_numpy(), names, lo_inclusive=False)
+
+    recent = window(lo_recent, end, vals)
+    prior = window(lo_prior, hi_prior, vals)
+    spell = window(start, end, vals)
+    any_rows = tl.sums(ids, None, (end - _WEEK).to_numpy())["n"] > 0
     # weeks of each window within the spell (calendar weeks, not rows: a week without a row
-    # is a week without activity); sums above cover the same clipped windows
+    # is a week without activity); the sums cover the same clipped windows
     w_recent = ((end - lo_recent) / _WEEK).clip(1, 8).to_numpy()
     w_prior = ((hi_prior - lo_prior) / _WEEK).clip(0, 18).to_numpy()
     has_prior = w_prior >= 1
     wp = np.where(has_prior, w_prior, 1.0)
-    k_all = pd.DataFrame(
-        {"customer_id": eps["customer_id"], "lo": pd.NaT, "hi": end}, index=eps.index
-    )
-    any_rows = window_sums(k_all, u, "week_end")["n"].to_numpy() > 0
     out["usage_available"] = any_rows.astype(float)
     for src, name in (
         ("sessions", "sessions"),
         ("active_minutes", "minutes"),
         ("features_used", "features"),
     ):
-        r = recent[src].to_numpy() / w_recent
-        p = np.where(has_prior, prior[src].to_numpy() / wp, r)
+        r = recent[src] / w_recent
+        p = np.where(has_prior, prior[src] / wp, r)
         out[f"{name}_recent"] = r
         if name == "sessions":
             out["sessions_prior"] = p
         out[f"{name}_trend"] = np.log1p(r) - np.log1p(p)
-    active = u.loc[u["sessions"] > 0, ["customer_id", "week_end"]]
-    last_active = last_before(eps, active, "week_end", at="ended_at")
-    since = ((end - last_active) / _WEEK).fillna(52.0).clip(0, 52)
-    # a customer with no usage rows at all gets the cap (never seen active)
-    out["weeks_since_active"] = since.to_numpy()
-    k_spell = pd.DataFrame(
-        {"customer_id": eps["customer_id"], "lo": start, "hi": end}, index=eps.index
-    )
-    spell = window_sums(k_spell, u, "week_end", vals, lo_inclusive=False)
+    active = Timeline(usage[usage["sessions"] > 0], "week_start")
+    last_start = active.nearest(ids, (end - _WEEK).to_numpy())
+    last_active = pd.Series(last_start, index=eps.index) + _WEEK
+    # a customer never seen active gets the cap
+    out["weeks_since_active"] = ((end - last_active) / _WEEK).fillna(52.0).clip(0, 52).to_numpy()
     w_spell = ((end - start) / _WEEK).clip(lower=1).to_numpy()
-    n_sess = spell["sessions"].to_numpy()
+    n_sess = spell["sessions"]
     out["sessions_spell"] = n_sess / w_spell
-    out["features_per_session"] = spell["features_used"].to_numpy() / np.maximum(n_sess, 1.0)
-    out["minutes_per_session"] = spell["active_minutes"].to_numpy() / np.maximum(n_sess, 1.0)
+    out["features_per_session"] = spell["features_used"] / np.maximum(n_sess, 1.0)
+    out["minutes_per_session"] = spell["active_minutes"] / np.maximum(n_sess, 1.0)
     out.loc[~any_rows, [c for c in cols if c != "weeks_since_active"]] = 0.0
     return out
 
@@ -238,36 +233,25 @@ def _ticket_features(eps: pd.DataFrame, tickets: pd.DataFrame | None) -> pd.Data
         t[name] = (t["category"] == cat).astype(float)
     t["csat_n"] = t["csat"].notna().astype(float)
     t["csat_sum"] = pd.to_numeric(t["csat"], errors="coerce").fillna(0.0).astype(float)
-    t["one"] = 1.0
     end = eps["ended_at"]
-    k90 = pd.DataFrame(
-        {"customer_id": eps["customer_id"], "lo": end - 90 * _DAY, "hi": end}, index=eps.index
-    )
-    ks = pd.DataFrame(
-        {"customer_id": eps["customer_id"], "lo": eps["spell_start"], "hi": end}, index=eps.index
-    )
-    a = window_sums(
-        k90, t, "created_at", ["complaint", "feature_request", "bug", "billing", "how_to"]
-    )
-    s = window_sums(
-        ks,
-        t,
-        "created_at",
-        ["one", "csat_n", "csat_sum", "complaint", "feature_request", "how_to", "bug"],
-    )
+    ids = eps["customer_id"].to_numpy()
+    names = ["csat_n", "csat_sum", "complaint", "feature_request", "how_to", "bug", "billing"]
+    tl = Timeline(t, "created_at", names)
+    a = tl.sums(ids, (end - 90 * _DAY).to_numpy(), end.to_numpy(), names)
+    s = tl.sums(ids, eps["spell_start"].to_numpy(), end.to_numpy(), ["n", *names])
     months = (((end - eps["spell_start"]) / _DAY) / 30.4375).clip(lower=1.0).to_numpy()
-    out["complaints_per_month"] = s["complaint"].to_numpy() / months
-    out["feature_requests_per_month"] = s["feature_request"].to_numpy() / months
-    out["howto_per_month"] = s["how_to"].to_numpy() / months
-    out["bugs_per_month"] = s["bug"].to_numpy() / months
-    out["complaints_90d"] = a["complaint"].to_numpy()
-    out["feature_requests_90d"] = a["feature_request"].to_numpy()
-    out["bugs_90d"] = a["bug"].to_numpy()
-    out["billing_tickets_90d"] = a["billing"].to_numpy()
-    out["howto_tickets_90d"] = a["how_to"].to_numpy()
-    out["tickets_spell"] = s["one"].to_numpy()
-    n = s["csat_n"].to_numpy()
-    out["csat_mean"] = np.where(n > 0, s["csat_sum"].to_numpy() / np.maximum(n, 1), 3.0)
+    out["complaints_per_month"] = s["complaint"] / months
+    out["feature_requests_per_month"] = s["feature_request"] / months
+    out["howto_per_month"] = s["how_to"] / months
+    out["bugs_per_month"] = s["bug"] / months
+    out["complaints_90d"] = a["complaint"]
+    out["feature_requests_90d"] = a["feature_request"]
+    out["bugs_90d"] = a["bug"]
+    out["billing_tickets_90d"] = a["billing"]
+    out["howto_tickets_90d"] = a["how_to"]
+    out["tickets_spell"] = s["n"]
+    n = s["csat_n"]
+    out["csat_mean"] = np.where(n > 0, s["csat_sum"] / np.maximum(n, 1), 3.0)
     return out
 
 
@@ -429,6 +413,9 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         Passed to the logistic regression.
     max_iter : int
         Solver iterations.
+    tol : float
+        Stopping tolerance of the solver (1e-3 fits 100k-customer histories in
+        seconds with the accuracy of 1e-4).
 
     Attributes
     ----------
@@ -454,6 +441,7 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         max_text_features: int = 5000,
         class_weight: str | None = None,
         max_iter: int = 2000,
+        tol: float = 1e-3,
     ) -> None:
         self.C = C
         self.use_text = use_text
@@ -462,6 +450,7 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         self.max_text_features = max_text_features
         self.class_weight = class_weight
         self.max_iter = max_iter
+        self.tol = tol
 
     def _columns(self, X: pd.DataFrame) -> tuple[list[str], list[str]]:
         num = [c for c in NUMERIC_FEATURES if c in X.columns]
@@ -535,7 +524,10 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
                 (
                     "model",
                     LogisticRegression(
-                        C=self.C, class_weight=self.class_weight, max_iter=self.max_iter
+                        C=self.C,
+                        class_weight=self.class_weight,
+                        max_iter=self.max_iter,
+                        tol=self.tol,
                     ),
                 ),
             ]
