@@ -602,3 +602,36 @@ def test_chargebee_payment_without_currency_refused():
     tx = {"id": "t", "amount": 100, "subscription_id": "s", "customer_id": "c"}
     with pytest.raises(IntakeError, match="currency_code' is missing"):
         norm("chargebee", chargebee_event("payment_failed", None, transaction=tx))
+
+
+def test_refunds_that_end_access_are_ends_of_service():
+    tx = apple_transaction(purchase=T0)
+    kept = norm("apple", apple_notification("REFUND", tx, status=1))
+    assert types(kept) == ["refunded"] and kept.events[0]["amount"] == -9.99
+    ended = norm("apple", apple_notification("REFUND", tx, status=5, uuid="u-r"))
+    assert types(ended) == ["refunded", "cancelled"] and ended.subscription["status"] == "cancelled"
+    assert ended.events[1]["event_id"] == "apple:u-r:end" and detail_has(
+        ended, "initiator:customer"
+    )
+    rtdn = {
+        "version": "1.0",
+        "packageName": "p",
+        "eventTimeMillis": str(unix(T0) * 1000),
+        "voidedPurchaseNotification": {
+            "purchaseToken": "tok",
+            "orderId": "GPA.1",
+            "productType": 1,
+            "refundType": 1,
+        },
+    }
+    env = {
+        "notification": {
+            "message": {
+                "data": base64.b64encode(json.dumps(rtdn).encode()).decode(),
+                "messageId": "v1",
+            }
+        },
+        "resource": google_subscription(state="SUBSCRIPTION_STATE_EXPIRED"),
+    }
+    g = norm("google", json.dumps(env).encode())
+    assert types(g) == ["refunded", "expired"] and g.events[1]["reason"] == "other"

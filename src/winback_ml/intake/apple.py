@@ -356,8 +356,8 @@ def normalize_apple(body: bytes | str, *, apple_root: Any = None, **_: Any) -> N
     amount = price
     money = {"amount": amount, "currency": cur} if amount is not None and cur else {}
 
-    def add(et: str, when: datetime, **kw: Any) -> None:
-        n.events.append(make_event(evid, when, cid, otid, "app_store", et, **kw))
+    def add(et: str, when: datetime, suffix: str = "", **kw: Any) -> None:
+        n.events.append(make_event(evid + suffix, when, cid, otid, "app_store", et, **kw))
 
     if ntype == "SUBSCRIBED":
         et = "reactivated" if subtype == "RESUBSCRIBE" else "subscribed"
@@ -420,6 +420,18 @@ def normalize_apple(body: bytes | str, *, apple_root: Any = None, **_: Any) -> N
             currency=cur,
             detail=detail_tokens(ptype, f"transaction:{tid}"),
         )
+        if data.get("status") in (2, 5):
+            # the refund ended access: an end of service requested by the customer
+            rev = tx.get("revocationDate")
+            when = from_unix_millis(rev, P, "revocationDate") if rev is not None else signed
+            add(
+                "cancelled",
+                when,
+                ":end",
+                reason="other",
+                detail=detail_tokens(ptype, "initiator:customer", "refund"),
+            )
+            st.update(status="cancelled", ended_at=when, cancel_reason="other")
     elif ntype == "REVOKE":
         rev = tx.get("revocationDate")
         when = from_unix_millis(rev, P, "revocationDate") if rev is not None else signed

@@ -302,4 +302,19 @@ def normalize_google(body: bytes | str, **_: Any) -> Normalized:
     elif et == "refunded":
         kw["detail"] = detail_tokens(name, "voided")
     n.events.append(make_event(evid, when, cid, sid, "google_play", et, **kw))
+    if et == "refunded" and state == "SUBSCRIPTION_STATE_EXPIRED":
+        # the voided purchase ended access: an end of service requested by the customer
+        n.events.append(
+            make_event(
+                f"{evid}:end",
+                ts,
+                cid,
+                sid,
+                "google_play",
+                "expired",
+                reason="other",
+                detail=detail_tokens(name, "initiator:customer", "refund"),
+            )
+        )
+        st.update(status="expired", ended_at=ts, cancel_reason="other")
     return n
