@@ -162,7 +162,7 @@ def test_redemption_seen_by_intake_marks_the_code_used(store_factory):
                     "subscription_id": "s0",
                     "source": "stripe",
                     "event_type": "reactivated",
-                    "detail": f"promo code:{c['e0'].lower()}",
+                    "detail": f"customer.subscription.created;initiator:customer;cancel_reason_code:too_expensive;code:{c['e0'].lower()}",
                 },
                 {
                     "event_id": "r2",

@@ -45,7 +45,8 @@ __all__ = [
 #: Crockford base 32: digits and capitals without I, L, O, U.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_BITS_PER_CHAR = 5
-_CODE_RE = re.compile(r"code:\s*([0-9A-Za-z-]{4,60})")
+# intake's detail is ';'-separated tokens; ours is ``code:<CODE>`` (not ``cancel_reason_code:``)
+_CODE_RE = re.compile(r"(?:^|[;\s])code:\s*([^;\s]{1,60})")
 _DECODE = str.maketrans({"I": "1", "L": "1", "O": "0", "U": "V"})
 
 
@@ -212,9 +213,11 @@ class RedemptionReport:
 def mark_redeemed_from_events(db: Any, now: datetime | None = None) -> RedemptionReport:
     """Mark codes used from the store's ``events`` whose ``detail`` holds ``code:<CODE>``.
 
-    Intake writes the code a customer typed at checkout into the event's
-    ``detail`` (``"code:ABCD2345WXYZ"``, possibly among other text). Only
-    events at or before ``now`` are read. Safe to run repeatedly.
+    Intake writes every redeemed coupon or promotion code into the event's
+    ``detail`` as a ``code:<CODE>`` token of its ``;``-separated list (see
+    ``docs/intake.md``). Codes that are not ours (the provider's own coupons)
+    are reported as ``unknown``. Only events at or before ``now`` are read.
+    Safe to run repeatedly.
     """
     db = db if isinstance(db, DispatchDB) else DispatchDB(db)
     db.create_schema()
