@@ -119,3 +119,34 @@ def test_wrong_data_type_is_refused():
 def test_no_lapses_gives_an_empty_frame_with_the_columns(tiny):
     eps = build_lapse_episodes(tiny, "2024-06-01")
     assert eps.empty and list(eps.columns) == EPISODE_COLUMNS
+
+
+def test_episodes_recover_the_world_truth(world_data, world):
+    """Every lapse and return of the synthetic world is found, with its exact timing."""
+    eps = build_lapse_episodes(world_data, world.end).set_index("subscription_id")
+    te = world.truth.episodes
+    lapsed = te[te["ended_at"].notna() & (te["ended_at"] <= world.end)].set_index("subscription_id")
+    assert set(eps.index) == set(lapsed.index)
+    lapsed = lapsed.loc[eps.index]
+    back = lapsed["returned_at"].notna() & (lapsed["returned_at"] <= world.end)
+    assert (eps["returned"] == back).all()
+    assert (eps["ended_at"] == lapsed["ended_at"]).all()
+    got = eps.loc[back, "returned_at"]
+    assert (got == lapsed.loc[back, "returned_at"]).all()
+    # stated reasons: the world's 'unknown' is None here; payment failures always stated
+    stated = lapsed["stated_reason"].where(lapsed["stated_reason"] != "unknown")
+    assert (eps["stated_reason"].fillna("-") == stated.fillna("-")).all()
+
+
+def test_episodes_as_of_in_the_past_match_the_truth(world_data, world):
+    t = world.end - pd.Timedelta(days=365)
+    eps = build_lapse_episodes(world_data, t).set_index("subscription_id")
+    te = world.truth.episodes
+    lapsed = te[te["ended_at"].notna() & (te["ended_at"] <= t)].set_index("subscription_id")
+    assert set(eps.index) == set(lapsed.index)
+    back = lapsed.loc[eps.index, "returned_at"] <= t
+    assert (eps["returned"] == back.fillna(False)).all()
+    assert (eps["days_observed"] >= 0).all()
+    censored = eps[~eps["returned"]]
+    expected = (t - censored["ended_at"]) / pd.Timedelta(days=1)
+    assert (censored["days_observed"] - expected).abs().max() < 1e-9
