@@ -673,8 +673,6 @@ class _ResponsePyfunc:  # a minimal pyfunc: predict takes offer_features rows + 
 # ------------------------------------------------------------------------------- score
 def _comparisons(plan: Plan) -> dict[str, Any]:
     """Playbook and blanket discount under the plan's own models (expected values)."""
-    from winback_ml.offers.optimizer import candidate_table
-
     cfg, cohort = plan.config, plan.cohort
     out: dict[str, Any] = {}
     if plan.models.get("response") is None or len(cohort) == 0:
@@ -720,7 +718,6 @@ def _comparisons(plan: Plan) -> dict[str, Any]:
         cohort, [BLANKET_OFFER if c else None for c in chans], [c or "email" for c in chans]
     )
     out["blanket_25pct_3m"] = value(bl)
-    del candidate_table
     return out
 
 
