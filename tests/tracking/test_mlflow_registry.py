@@ -313,3 +313,33 @@ def test_champion_through_an_mlflow_server(world_frames, tmp_path, monkeypatch) 
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_fit_select_and_log_compares_logs_and_registers(world_frames, tracking) -> None:
+    from mlflow import MlflowClient
+
+    from winback_ml.models.return_model import KaplanMeierReturnModel, WeibullCureReturnModel
+
+    _, train, score = world_frames
+    cands = {"kaplan_meier": KaplanMeierReturnModel(), "weibull_cure": WeibullCureReturnModel()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = wt.fit_select_and_log(
+            "return", train, as_of=AS_OF, candidates=cands, score_example=score
+        )
+    assert sel.comparison.chosen in cands and set(sel.candidate_runs) == set(cands)
+    reg = sel.record.registration
+    assert reg.name == "winback-return" and reg.promoted
+    c = MlflowClient()
+    run = c.get_run(sel.record.run_id)
+    assert run.data.params["chosen"] == sel.comparison.chosen and "ibs" in run.data.metrics
+    arts = {a.path for a in c.list_artifacts(sel.record.run_id)}
+    assert {"plots", "tables", "features.json"} <= arts
+    # the same data again: the challenger ties the champion on the same holdout, so no move
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = wt.fit_select_and_log(
+            "return", train, as_of=AS_OF, candidates=cands, score_example=score
+        )
+    assert not again.record.registration.promoted
+    assert again.record.registration.champion_metric == pytest.approx(reg.metric)

@@ -38,6 +38,7 @@ from winback_ml.models.survival_estimators import _step_eval, kaplan_meier
 
 __all__ = [
     "SELECTION_RULE",
+    "ENTRY_FEATURES",
     "concordance_score",
     "brier_score",
     "integrated_brier_score",
@@ -47,6 +48,7 @@ __all__ = [
     "evaluate_survival_model",
     "compare_models",
     "ModelComparison",
+    "plot_calibration",
 ]
 
 #: The stated rule that picks the champion among candidates on the holdout.
@@ -56,6 +58,10 @@ SELECTION_RULE = (
     "(within 0.0005) by the higher concordance. If no candidate is calibrated enough, "
     "choose the lowest calibration error."
 )
+
+
+#: Features known only from a row's entry on (the lapse's interview), and their "unknown" value.
+ENTRY_FEATURES: dict[str, Any] = {"offer_interest": "none", "leave_strength": np.nan}
 
 
 def concordance_score(durations: Any, events: Any, risk: Any) -> float:
@@ -144,11 +150,18 @@ def time_split(
     origin_col: str = "at",
     duration_col: str = "duration_days",
     event_col: str = "event",
+    entry_col: str = "entry_days",
+    entry_features: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train on subjects with origin before ``cutoff`` (censored at it), test on the rest.
 
     A training subject whose event came after the cutoff is censored at the
-    cutoff, so the training part uses nothing dated after ``cutoff``.
+    cutoff, so the training part uses nothing dated after ``cutoff``. A
+    training row that entered observation after the cutoff (``entry_col``:
+    an interview answered later) loses what it learnt then: its entry goes
+    back to 0 and ``entry_features`` (column -> value when unknown; default
+    the interview features ``offer_interest`` -> "none", ``leave_strength``
+    -> NaN) are reset.
     """
     for c in (origin_col, duration_col, event_col):
         if c not in frame.columns:
@@ -164,6 +177,14 @@ def time_split(
     after = dur > room
     train[duration_col] = np.minimum(dur, room)
     train[event_col] = np.where(after, 0, train[event_col].to_numpy()).astype(int)
+    if entry_col in train.columns:
+        late = train[entry_col].to_numpy(float) > train[duration_col].to_numpy(float)
+        if late.any():
+            train.loc[late, entry_col] = 0.0
+            reset = dict(ENTRY_FEATURES if entry_features is None else entry_features)
+            for col, val in reset.items():
+                if col in train.columns:
+                    train.loc[late, col] = val
     if len(train) == 0 or len(test) == 0:
         raise ModelError(
             f"time_split: cutoff {cut} leaves {len(train)} training and {len(test)} test rows. "
@@ -172,7 +193,7 @@ def time_split(
     return train, test
 
 
-def _prob(model: Any, X: pd.DataFrame, t: float) -> np.ndarray:
+def _prob(model: Any, X: pd.DataFrame, t: float) -> np.ndarray:  # from the origin
     return model.predict_event_probability(X, t, conditional_after=0.0)
 
 
@@ -271,3 +292,28 @@ def compare_models(
         chosen = str(near.sort_values("concordance", ascending=False).iloc[0]["model"])
     table["chosen"] = table["model"] == chosen
     return ModelComparison(table, chosen, SELECTION_RULE, models, details, failures)
+
+
+def plot_calibration(comparison: ModelComparison, horizon: int = 30) -> Any:
+    """Predicted against observed P(event by ``horizon``) by decile, one line per candidate."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    top = 0.0
+    for name, det in comparison.details.items():
+        tab = det.get(f"calibration_{horizon}")
+        if tab is None or tab.empty:
+            continue
+        ax.plot(tab["predicted"], tab["observed"], marker="o", label=name)
+        top = max(top, float(tab[["predicted", "observed"]].max().max()))
+    top = top * 1.05 or 1.0
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel(f"predicted P(event within {horizon} days)")
+    ax.set_ylabel("observed (1 - Kaplan-Meier) by decile")
+    ax.set_title(f"Holdout calibration at {horizon} days (chosen: {comparison.chosen})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

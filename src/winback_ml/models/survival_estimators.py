@@ -42,6 +42,8 @@ __all__ = [
     "kaplan_meier",
 ]
 
+#: lifelines ConvergenceWarning texts that mean the fit did not settle (others are advice).
+_COX_NOT_CONVERGED = ("norm(delta) is still high", "failed to converge", "did not converge")
 _MIN_T = 0.5  # days: an event on day 0 counts as half a day in the likelihoods
 
 
@@ -191,8 +193,13 @@ class CoxSurvival(SurvivalModel):
             except (ConvergenceError, np.linalg.LinAlgError, ValueError) as exc:
                 last = exc
                 continue
-            conv = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
-            if conv:  # lifelines warns (does not raise) on separation / no convergence
+            conv = [
+                w
+                for w in caught
+                if issubclass(w.category, ConvergenceWarning)
+                and any(k in str(w.message) for k in _COX_NOT_CONVERGED)
+            ]
+            if conv:  # lifelines warns (does not raise) when Newton-Raphson did not settle
                 last = str(conv[0].message).strip().splitlines()[0]
                 continue
             if i > 0:

@@ -56,6 +56,9 @@ __all__ = [
     "load_champion",
     "FitRecord",
     "Registration",
+    "Selection",
+    "default_candidates",
+    "fit_select_and_log",
 ]
 
 DEFAULT_EXPERIMENT = "winback-survival"
@@ -424,3 +427,191 @@ def load_champion(
 
     configure(tracking_uri)
     return mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+
+
+@dataclass
+class Selection:
+    """Outcome of :func:`fit_select_and_log`."""
+
+    model: Any
+    comparison: Any
+    record: FitRecord
+    candidate_runs: dict[str, str]
+
+
+def default_candidates(kind: str) -> dict[str, Any]:
+    """The candidates compared for ``kind`` ("return" or "churn"), baseline first."""
+    if kind == "return":
+        from winback_ml.models.return_model import (
+            CoxReturnModel,
+            KaplanMeierReturnModel,
+            WeibullCureReturnModel,
+            XGBoostAFTReturnModel,
+        )
+
+        return {
+            "kaplan_meier": KaplanMeierReturnModel(),
+            "cox": CoxReturnModel(),
+            "weibull_cure": WeibullCureReturnModel(),
+            "xgboost_aft": XGBoostAFTReturnModel(),
+        }
+    if kind == "churn":
+        from winback_ml.models.churn_model import (
+            CoxChurnModel,
+            KaplanMeierChurnModel,
+            WeibullCureChurnModel,
+            XGBoostAFTChurnModel,
+        )
+
+        return {
+            "kaplan_meier": KaplanMeierChurnModel(),
+            "cox": CoxChurnModel(),
+            "weibull": WeibullCureChurnModel(),
+            "xgboost_aft": XGBoostAFTChurnModel(),
+        }
+    raise ModelError(f"kind must be 'return' or 'churn'. Got {kind!r}.")
+
+
+def _champion_score(
+    name: str, test: pd.DataFrame, horizons: Sequence[float], metric: str
+) -> float | None:
+    """The current champion's ``metric`` on this holdout, or None if it cannot be scored."""
+    import mlflow
+
+    from winback_ml.models.evaluation import evaluate_survival_model
+
+    try:
+        champ = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+        est = champ.unwrap_python_model().estimator
+        return float(evaluate_survival_model(est, test, horizons)[metric])
+    except Exception:  # no champion yet, or one that cannot read this frame
+        return None
+
+
+def fit_select_and_log(
+    kind: str,
+    train: pd.DataFrame,
+    *,
+    as_of: Any,
+    candidates: Mapping[str, Any] | None = None,
+    cutoff: Any = None,
+    holdout_days: int | None = None,
+    horizons: Sequence[int] | None = None,
+    score_example: pd.DataFrame | None = None,
+    register_as: str | None = "default",
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+) -> Selection:
+    """Compare candidates on a time-based holdout, refit the chosen one on all data, log, register.
+
+    Every candidate's holdout fit is logged as its own run (parameters, metrics,
+    calibration tables, warnings); the refit of the chosen one is logged with the
+    comparison table, the calibration plot and the model, and registered
+    (``winback-return`` / ``winback-churn`` by default). ``champion`` moves only
+    when the chosen model's holdout integrated Brier score is lower than the
+    current champion's on the same holdout (re-scored when possible).
+
+    Parameters
+    ----------
+    kind : "return" or "churn"
+    train : the training frame (``build_*_training_frame``)
+    as_of : the run date
+    candidates : name -> unfitted model; default :func:`default_candidates`
+    cutoff : holdout cutoff; default ``as_of - holdout_days`` (180 for return, 135 for churn)
+    horizons : evaluation horizons; default (30, 90)
+    score_example : scoring-frame rows for the signature (default: training rows
+        with ``days_lapsed`` set to 0 for return models)
+    register_as : registry name; "default" = ``winback-<kind>``; None = no registration
+    """
+    import mlflow
+    from sklearn.base import clone
+
+    from winback_ml.models.evaluation import compare_models, plot_calibration, time_split
+
+    configure(tracking_uri)
+    cands = dict(candidates) if candidates is not None else default_candidates(kind)
+    hz = tuple(int(h) for h in (horizons or (30, 90)))
+    T = pd.Timestamp(as_of)
+    cut = (
+        pd.Timestamp(cutoff)
+        if cutoff is not None
+        else T - pd.Timedelta(days=holdout_days or (180 if kind == "return" else 135))
+    )
+    primary = hz[0] if kind == "return" else hz[-1]
+    cmp = compare_models(cands, train, cut, horizons=hz, primary_horizon=primary)
+    exp_id = _experiment_id(experiment)
+    runs: dict[str, str] = {}
+    for name, row in cmp.table.set_index("model").iterrows():
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"holdout:{name}") as run:
+            mlflow.set_tags(
+                {"winback.kind": kind, "winback.stage": "holdout", "winback.candidate": name}
+            )
+            mlflow.log_params(
+                {
+                    "as_of": str(T),
+                    "cutoff": str(cut),
+                    "status": str(row["status"]),
+                    "chosen": str(name == cmp.chosen),
+                }
+            )
+            if name in cmp.models:
+                m = cmp.models[name]
+                mlflow.log_params(
+                    {f"model.{k}": _param_value(v) for k, v in m.get_params().items()}
+                )
+                mlflow.log_metrics(
+                    {
+                        k: float(v)
+                        for k, v in cmp.details[name].items()
+                        if isinstance(v, float) and np.isfinite(v)
+                    }
+                )
+                for h in hz:
+                    mlflow.log_text(
+                        cmp.details[name][f"calibration_{h}"].to_csv(index=False),
+                        f"tables/calibration_{h}.csv",
+                    )
+                if getattr(m, "fit_warnings_", None):
+                    mlflow.log_text("\n".join(m.fit_warnings_), "fit_warnings.txt")
+            else:
+                mlflow.log_text(cmp.failures.get(name, ""), "failure.txt")
+            runs[name] = run.info.run_id
+    final = clone(cands[cmp.chosen]).fit(train)
+    _, test = time_split(train, cut, "at", final.duration_col, final.event_col)
+    name = f"winback-{kind}" if register_as == "default" else register_as
+    champ = _champion_score(name, test, hz, "ibs") if name else None
+    example = score_example
+    if example is None:
+        example = train.head(5)
+        if kind == "return":
+            example = example.assign(days_lapsed=0.0)
+    det = cmp.details[cmp.chosen]
+    metrics = {k: v for k, v in det.items() if isinstance(v, float)}
+    fig = plot_calibration(cmp, hz[0])
+    tables = {
+        "comparison": cmp.table.drop(columns=[c for c in ("fit_warnings",) if c in cmp.table])
+    }
+    for h in hz:
+        tables[f"calibration_{h}"] = det[f"calibration_{h}"]
+    rec = log_fit(
+        final,
+        kind,
+        input_example=example,
+        metrics=metrics,
+        as_of=T,
+        data_window=(pd.to_datetime(train["at"]).min(), T),
+        params={"cutoff": str(cut), "chosen": cmp.chosen, "selection_rule": cmp.rule},
+        tables=tables,
+        figures={f"calibration_{hz[0]}": fig},
+        horizons=[30, 90] if kind == "return" else [90],
+        experiment=experiment,
+        run_name=f"{kind}:{cmp.chosen}",
+        register_as=name,
+        holdout_metric="ibs" if name else None,
+        greater_is_better=False,
+        champion_metric=champ,
+    )
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return Selection(final, cmp, rec, runs)
