@@ -156,6 +156,7 @@ def test_normalize_never_crashes_on_20000_mutations(corpus):
     )  # the mutator bites, and not always
 
 
+@pytest.mark.slow
 def test_ledger_takes_thousands_of_mutated_payloads_and_loses_none(tmp_path, corpus):
     rng = random.Random(1)
     inputs: list[tuple[str, bytes]] = []

@@ -128,7 +128,7 @@ def test_redelivery_with_other_whitespace_is_a_duplicate(url):
     assert o.status == "duplicate" and "already accepted" in o.reason
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_out_of_order_delivery_converges(tmp_path, stream, seed):
     bodies, _ = stream
     a = IntakeLedger(f"sqlite:///{tmp_path}/in_order.db")
@@ -461,6 +461,7 @@ def test_postgres_same_behaviour(stream):
         admin.dispose()
 
 
+@pytest.mark.slow
 def test_two_writers_at_once_converge(tmp_path, stream):
     """Two ledgers (as two processes would) ingest interleaved halves concurrently."""
     import threading

@@ -62,7 +62,7 @@ def _export(world) -> bytes:
     return csv_export(rows)
 
 
-@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("shuffle", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_world_event_log_round_trips_through_csv_intake(tmp_path, world, shuffle):
     parts = split_bodies("csv", _export(world))
     if shuffle:
