@@ -100,8 +100,14 @@ def _b64url(s: str, what: str) -> bytes:
         raise IntakeError(f"{P}: {what} is not valid base64url.") from None
 
 
-def decode_jws(token: Any, what: str = "signedPayload") -> tuple[dict, dict, bytes, bytes]:
+def decode_jws(
+    token: Any, what: str = "signedPayload", *, verify: bool = True
+) -> tuple[dict, dict, bytes, bytes]:
     """Split a compact JWS into ``(header, payload, signing_input, signature)``.
+
+    With ``verify=False`` only the payload is decoded (the header, which holds
+    the certificate chain, and the signature are not needed): header ``{}``,
+    signing input and signature empty.
 
     Raises
     ------
@@ -115,8 +121,9 @@ def decode_jws(token: Any, what: str = "signedPayload") -> tuple[dict, dict, byt
         raise IntakeError(
             f"{P}: {what} must be a compact JWS 'header.payload.signature'; got {len(parts)} parts."
         )
-    out = []
-    for label, part in zip(("header", "payload"), parts[:2], strict=True):
+    out: list[dict] = [] if verify else [{}]
+    todo = (("header", parts[0]), ("payload", parts[1])) if verify else (("payload", parts[1]),)
+    for label, part in todo:
         raw = _b64url(part, f"{what} {label}")
         try:
             obj = json.loads(raw.decode("utf-8"))
@@ -125,6 +132,8 @@ def decode_jws(token: Any, what: str = "signedPayload") -> tuple[dict, dict, byt
         if not isinstance(obj, dict):
             raise IntakeError(f"{P}: {what} {label} must be a JSON object.")
         out.append(obj)
+    if not verify:
+        return out[0], out[1], b"", b""
     sig = _b64url(parts[2], f"{what} signature")
     return out[0], out[1], f"{parts[0]}.{parts[1]}".encode("ascii"), sig
 
@@ -228,7 +237,7 @@ def verify_jws(
 
 
 def _decode(token: Any, what: str, root: Any, at: datetime | None) -> dict:
-    header, payload, signing_input, sig = decode_jws(token, what)
+    header, payload, signing_input, sig = decode_jws(token, what, verify=root is not None)
     if root is not None:
         verify_jws(header, signing_input, sig, root, at, what)
     return payload
@@ -256,7 +265,9 @@ def normalize_apple(body: bytes | str, *, apple_root: Any = None, **_: Any) -> N
         )
     token = require(doc, "signedPayload", str, P)
     root = load_root_certificate(apple_root)
-    header, payload, signing_input, sig = decode_jws(token, "signedPayload")
+    header, payload, signing_input, sig = decode_jws(
+        token, "signedPayload", verify=root is not None
+    )
     ntype = require(payload, "notificationType", str, P)
     subtype = opt(payload, "subtype", str, P)
     uuid = require(payload, "notificationUUID", str, P)
