@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from conftest import make_targets
+from dispatch_helpers import make_targets
 from typer.testing import CliRunner
 
 from winback_ml.cli import app

@@ -22,7 +22,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import make_targets
+from dispatch_helpers import make_targets
 
 from winback_ml.dispatch.enrol import enrol_targets
 from winback_ml.dispatch.schema import outbox
@@ -62,7 +62,7 @@ def crash_store(request, store_factory):
     url = os.environ.get("WINBACK_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("WINBACK_TEST_POSTGRES_URL is not set (a PostgreSQL URL to test against)")
-    from conftest import make_tables
+    from dispatch_helpers import make_tables
 
     from winback_ml.data.store import Store
 

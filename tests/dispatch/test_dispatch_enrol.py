@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import make_targets
+from dispatch_helpers import make_targets
 
 from winback_ml.dispatch.autolaunch import enrol_from_queue
 from winback_ml.dispatch.enrol import enrol_targets, plan_enrolment

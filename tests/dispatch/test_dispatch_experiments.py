@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import TEST_SETTINGS, make_targets
+from dispatch_helpers import TEST_SETTINGS, make_targets
 
 from winback_ml.dispatch.channels import DryRunChannel
 from winback_ml.dispatch.enrol import enrol_targets

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
-from conftest import TEST_SETTINGS, make_targets
+from dispatch_helpers import TEST_SETTINGS, make_targets
 
 from winback_ml.dispatch.channels import (
     DryRunChannel,

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import TEST_SETTINGS, make_targets
+from dispatch_helpers import TEST_SETTINGS, make_targets
 
 from winback_ml.dispatch.channels import SMTPEmailChannel, TwilioSMSChannel
 from winback_ml.dispatch.codes import redeem_code

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_tables, make_targets
+from dispatch_helpers import make_tables, make_targets
 
 from winback_ml.data.store import Store
 from winback_ml.dispatch.channels import DryRunChannel, SMTPEmailChannel

@@ -8,7 +8,7 @@ from datetime import datetime
 import httpx
 import pandas as pd
 import sqlalchemy as sa
-from conftest import make_targets
+from dispatch_helpers import make_targets
 
 from winback_ml.dispatch.enrol import enrol_targets
 from winback_ml.dispatch.policy import get_unsubscribe_secret, make_unsubscribe_token

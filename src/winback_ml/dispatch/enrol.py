@@ -388,7 +388,12 @@ def plan_enrolment(
     ob_cols: dict[str, list[Any]] = {c: [] for c in _OUTBOX_COLUMNS}
     arm_rows: dict[str, dict[str, Any]] = {}
     asg_rows: list[dict[str, Any]] = []
-    for rec, arm_id in zip(t.to_dict("records"), arms.to_numpy(), strict=True):
+    cols = list(TARGET_COLUMNS)
+    records = (
+        dict(zip(cols, vals, strict=True))
+        for vals in zip(*(t[c].tolist() for c in cols), strict=True)
+    )
+    for rec, arm_id in zip(records, arms.to_numpy(), strict=True):
         cid = rec["customer_id"]
         arm = experiment.arm(arm_id)
         offer_type, pct, months = (
