@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -267,7 +268,15 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+_PII_LIKE = re.compile(r"@|\+?\d[\d\s().-]{6,}\d")
+
+
 def _short(v: Any) -> str:
+    """A value for an error message: short, and never what could be PII (PII stays out of logs)."""
+    if isinstance(v, (dict, list)):
+        return f"<{type(v).__name__} of {len(v)}>"
+    if isinstance(v, str) and _PII_LIKE.search(v):
+        return "'<redacted>'"
     r = repr(v)
     return r if len(r) <= 60 else r[:57] + "..."
 
