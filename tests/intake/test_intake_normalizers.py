@@ -635,3 +635,15 @@ def test_refunds_that_end_access_are_ends_of_service():
     }
     g = norm("google", json.dumps(env).encode())
     assert types(g) == ["refunded", "expired"] and g.events[1]["reason"] == "other"
+
+
+def test_error_messages_do_not_echo_pii():
+    doc = json.loads(stripe_event("customer.subscription.created", stripe_subscription()))
+    doc["created"] = "jane.doe@example.com"
+    with pytest.raises(IntakeError) as e:
+        norm("stripe", json.dumps(doc).encode())
+    assert "example.com" not in str(e.value) and "<redacted>" in str(e.value)
+    doc["created"] = {"email": "jane.doe@example.com"}
+    with pytest.raises(IntakeError) as e:
+        norm("stripe", json.dumps(doc).encode())
+    assert "example.com" not in str(e.value) and "<dict of 1>" in str(e.value)
