@@ -245,3 +245,11 @@ def test_infer_refuses_a_foreign_cohort(tiny, world_data, world):
     cohort = build_lapsed_cohort(tiny, AS_OF)
     with pytest.raises(ModelError, match="no features"):
         infer_reasons(world_data, cohort, world.end)
+
+
+def test_episodes_from_a_later_as_of_are_refused(tiny):
+    from winback_ml.exceptions import LeakageError
+
+    late = build_lapse_episodes(tiny, AS_OF)
+    with pytest.raises(LeakageError, match="same as_of"):
+        reason_features(tiny, late, as_of="2025-05-15")

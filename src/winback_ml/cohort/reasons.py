@@ -52,7 +52,7 @@ from winback_ml.cohort.episodes import build_lapse_episodes
 from winback_ml.cohort.lapsed import missing_signals
 from winback_ml.data.contract import CANCEL_REASONS
 from winback_ml.data.loader import ContractData
-from winback_ml.exceptions import ModelError, NotFittedError
+from winback_ml.exceptions import LeakageError, ModelError, NotFittedError
 
 __all__ = [
     "REASONS",
@@ -322,8 +322,6 @@ def reason_features(
         "The 'episodes' frame",
     )
     if len(eps) and eps["ended_at"].max() > T:
-        from winback_ml.exceptions import LeakageError
-
         raise LeakageError(
             f"episodes end after as_of={T} (latest {eps['ended_at'].max()}). Build the episodes "
             "with the same as_of as the features."
