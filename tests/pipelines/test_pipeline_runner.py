@@ -132,6 +132,24 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, events_folder
     assert not runs.exists()
 
 
+def test_config_is_checked_and_made_absolute(tmp_path: Path, events_folder: Path) -> None:
+    nb = json.loads((FIX / "ok_step.ipynb").read_text())
+    nb["cells"][1]["source"] += '\nconfig: str = ""  # business config YAML'
+    (tmp_path / "c.ipynb").write_text(json.dumps(nb))
+    p = tmp_path / "pl.yaml"
+    p.write_text("name: x\nsteps:\n - {name: a, notebook: c.ipynb}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("margin: 3\n")
+    with pytest.raises(PipelineError, match="'margin' must be <= 1.0"):
+        plan_run(p, {"data": str(events_folder), "config": str(bad)}, runs_dir=tmp_path / "r")
+    with pytest.raises(PipelineError, match="does not exist"):
+        plan_run(p, {"data": str(events_folder), "config": "nope.yaml"}, runs_dir=tmp_path / "r")
+    good = tmp_path / "good.yaml"
+    good.write_text("margin: 0.7\n")
+    plan = plan_run(p, {"data": str(events_folder), "config": str(good)}, runs_dir=tmp_path / "r")
+    assert plan.step_parameters["a"]["config"] == str(good.resolve())
+
+
 def test_as_of_defaults_to_midnight_after_last_event(events_folder: Path) -> None:
     assert check_as_of("", str(events_folder)) == "2025-06-30"
     assert check_as_of("2025-06-30", str(events_folder)) == "2025-06-30"

@@ -144,6 +144,16 @@ def _check_data_and_as_of(params: dict[str, Any], problems: list[str]) -> None:
     """
     from winback_ml.pipelines.context import SAMPLE, check_as_of, resolve_data_source
 
+    cfg = params.get("config")
+    if isinstance(cfg, str) and cfg.strip():
+        from winback_ml.config import load_config
+
+        path = Path(cfg).expanduser().resolve()  # relative to where the run was started
+        try:
+            load_config(path)
+            params["config"] = str(path)
+        except WinbackError as e:
+            problems.append(str(e))
     if "data" in params:
         is_sample = str(params["data"]).strip() in ("", SAMPLE)
         if is_sample and problems:
