@@ -416,6 +416,7 @@ def make_run_context(
     mlflow_tracking_uri: str = "",
     *,
     notebook: str = "notebook",
+    threads: int | None = 1,
 ) -> RunContext:
     """Build a :class:`RunContext` from a notebook's parameters.
 
@@ -428,6 +429,11 @@ def make_run_context(
     config : path of a business config YAML (or a dict); ``""`` = defaults.
     mlflow_tracking_uri : ``""`` = ``$MLFLOW_TRACKING_URI`` or ``<project>/mlflow.db``.
     notebook : short notebook name for MLflow experiment and messages.
+    threads : cap OpenMP threads of this process (``OMP_NUM_THREADS``) for
+        libraries loaded afterwards, unless the variable is already set (the
+        pipeline runner sets it per kernel); ``None`` leaves it alone.
+        Measured on 2 shared cores: a Qini fit of many small gradient
+        boosting models took 42 s with default threads and 2 s with one.
 
     Raises
     ------
@@ -439,6 +445,8 @@ def make_run_context(
     from winback_ml.config import load_config
     from winback_ml.pipelines.runner import make_run_id
 
+    if threads is not None:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     source = resolve_data_source(data)
     as_of_ts = pd.Timestamp(check_as_of(as_of, source))
     rid = run_id or make_run_id()
