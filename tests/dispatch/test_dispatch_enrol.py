@@ -248,3 +248,21 @@ def test_targets_from_csv_roundtrip(store_factory, tmp_path):
     t = read_targets(tmp_path / "targets.csv")
     assert t["contact"].dtype == bool
     assert enrol_targets(store, t, T0, holdout=0.0).summary()["enrolled"] == 3
+
+
+def test_chunked_enrolment_equals_one_transaction(store_factory):
+    from winback_ml.dispatch.enrol import enrol_in_chunks
+
+    a, b = store_factory(25), store_factory(25)
+    t = make_targets([f"c{i}" for i in range(25)])
+    one = enrol_targets(a, t, T0, holdout=0.2, campaign_id="k").summary()
+    many = enrol_in_chunks(b, t, T0, chunk=7, holdout=0.2, campaign_id="k")
+    for k in ("enrolled", "holdout", "messages", "codes", "messages_by_channel"):
+        assert one[k] == many[k], k
+
+    def keys(store):
+        with store.engine.connect() as conn:
+            return sorted(conn.execute(sa.select(outbox.c.idempotency_key)).scalars())
+
+    assert keys(a) == keys(b)
+    assert enrol_in_chunks(b, t, T0, chunk=7, holdout=0.2, campaign_id="k")["enrolled"] == 0
