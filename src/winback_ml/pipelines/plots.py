@@ -320,7 +320,12 @@ def plot_kpi_summary(summary: pd.DataFrame) -> Any:
         ]
         ax.bar(groups, vals.fillna(0.0), color=colors)
         for i, v in enumerate(s["value"]):
-            label = "inf" if np.isinf(v) else ("n/a" if pd.isna(v) else f"{v * scale:,.2f}{unit}")
+            if pd.isna(v):
+                label = "n/a"
+            elif np.isinf(v):
+                label = "inf"
+            else:
+                label = f"{v * scale:,.1f} %" if unit == "%" else f"${v * scale:,.2f}"
             ax.text(i, (0 if pd.isna(vals.iloc[i]) else vals.iloc[i]), label, ha="center",
                     va="bottom", fontsize=8)  # fmt: skip
         tgt = s["target"].dropna()
