@@ -52,6 +52,12 @@ def run(
     from winback_ml.pipelines.runner import execute_plan, plan_run
     from winback_ml.pipelines.spec import parse_cli_parameters
 
+    if not quiet:
+        typer.echo(
+            "Checking the parameters against every notebook (the sample store is built first "
+            "when it is empty) ...",
+            err=True,
+        )
     try:
         overrides = parse_cli_parameters(param)
         plan = plan_run(file, overrides, run_id=run_id, runs_dir=runs_dir)
