@@ -150,3 +150,13 @@ def test_episodes_as_of_in_the_past_match_the_truth(world_data, world):
     censored = eps[~eps["returned"]]
     expected = (t - censored["ended_at"]) / pd.Timedelta(days=1)
     assert (censored["days_observed"] - expected).abs().max() < 1e-9
+
+
+def test_sub_second_times_keep_the_return_type(tiny):
+    s, e = tiny["subscriptions"], tiny["events"]
+    t = pd.Timestamp("2025-02-01 08:00:00.750")
+    s.loc[s["subscription_id"] == "s3", "started_at"] = t
+    e.loc[(e["subscription_id"] == "s3") & (e["event_type"] == "subscribed"), "occurred_at"] = t
+    ep = _by_id(build_lapse_episodes(tiny, AS_OF))
+    assert ep.loc["c2#1", "return_type"] in ("new_subscription", "subscribed")
+    assert ep.loc["c2#1", "days_to_return"] == pytest.approx(22 + 8 / 24, abs=1e-4)

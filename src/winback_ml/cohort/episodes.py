@@ -29,6 +29,8 @@ Invariants of the output
 * ``days_observed = (min(returned_at, as_of) - ended_at)`` in days (float),
   ``days_to_return`` is NaN when the customer has not returned (censored);
 * ``stated_reason`` is canonical, ``None`` when absent or ``unknown``;
+* times derived from lookups (``returned_at``, ``cancel_requested_at`` from
+  events) have one-second resolution; ``ended_at`` is the data's own;
 * no free text (``cancel_comment`` stays in the subscriptions table: it is PII).
 
 A ``reactivated`` event with no earlier end of the customer is contradictory
@@ -259,7 +261,9 @@ def build_lapse_episodes(
     ends["returned_at"] = last_before(
         ends, starts, "t", at="ended_at", exact=False, direction="forward"
     )
-    kind_at = starts.sort_values(["t", "kind"]).drop_duplicates(["customer_id", "t"])
+    # returned_at has one-second resolution (see _window); match kinds on whole seconds
+    kind_at = starts.assign(t=starts["t"].dt.floor("s"))
+    kind_at = kind_at.sort_values(["t", "kind"]).drop_duplicates(["customer_id", "t"])
     kind_at = kind_at.set_index(["customer_id", "t"])["kind"]
     rk = pd.MultiIndex.from_arrays([ends["customer_id"], ends["returned_at"]])
     ends["return_type"] = kind_at.reindex(rk).to_numpy()
