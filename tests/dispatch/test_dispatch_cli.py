@@ -113,6 +113,15 @@ def test_plan_enrol_tick_status_export(store_factory, tmp_path, smtp_server):
     assert len(list(csv.DictReader((tmp_path / "codes.csv").open()))) == 8
 
 
+def test_enrol_in_chunks_command(store_factory, tmp_path):
+    store = store_factory(5)
+    make_targets([f"c{i}" for i in range(5)]).to_csv(tmp_path / "t.csv", index=False)
+    args = ["dispatch", "enrol", str(tmp_path / "t.csv"), "--store", store.url, "--holdout", "0"]
+    r = runner.invoke(app, [*args, "--chunk", "2", "--now", "2025-06-21T10:00"])
+    assert r.exit_code == 0, r.output
+    assert _json(r.output)["enrolled"] == 5 and _json(r.output)["messages"] == 25
+
+
 def test_bad_targets_exit_1_with_the_violations(store_factory, tmp_path):
     store = store_factory(2)
     t = make_targets(["c0", "c1"], channel="fax")

@@ -56,11 +56,17 @@ def init_cmd(store: str = _STORE) -> None:
 
 def _enrol(targets: Path | None, from_queue: bool, write: bool, **kw: Any) -> None:
     from winback_ml.config import load_config
-    from winback_ml.dispatch.enrol import enrol_targets, plan_enrolment, read_targets
+    from winback_ml.dispatch.enrol import (
+        enrol_in_chunks,
+        enrol_targets,
+        plan_enrolment,
+        read_targets,
+    )
     from winback_ml.dispatch.schema import DispatchDB
     from winback_ml.dispatch.sequences import load_sequences
     from winback_ml.exceptions import WinbackError
 
+    chunk = kw.pop("chunk", None)
     try:
         db = DispatchDB(kw.pop("store"))
         book = load_sequences(kw.pop("sequences"))
@@ -73,6 +79,13 @@ def _enrol(targets: Path | None, from_queue: bool, write: bool, **kw: Any) -> No
             if targets is None:
                 raise typer.BadParameter("give TARGETS.csv or --from-queue")
             t = read_targets(targets)
+            if write and chunk:
+                _echo(
+                    enrol_in_chunks(
+                        db, t, kw.pop("now"), chunk=chunk, book=book, config=config, **kw
+                    )
+                )
+                return
             fn = enrol_targets if write else plan_enrolment
             plan = fn(db, t, kw.pop("now"), book=book, config=config, **kw)
     except WinbackError as e:
@@ -123,6 +136,9 @@ def enrol_cmd(
     holdout: float = typer.Option(0.1, "--holdout", help="Share never contacted (control)."),
     sequences: Path = _SEQ,
     config: Path = typer.Option(None, "--config", help="Business config YAML (contact costs)."),
+    chunk: int = typer.Option(
+        None, "--chunk", help="Targets per transaction (bounds memory for huge lists)."
+    ),
 ) -> None:
     """Enrol targets: codes, outbox rows and campaign assignments, in one transaction."""
     _enrol(
@@ -135,6 +151,7 @@ def enrol_cmd(
         holdout=holdout,
         sequences=sequences,
         config=config,
+        chunk=chunk,
     )
 
 
