@@ -115,7 +115,7 @@ def assign_arms(customer_ids: Any, experiment: Experiment) -> pd.Series:
     --------
     >>> exp = default_experiment("c1", holdout=0.2)
     >>> a = assign_arms([f"cus_{i}" for i in range(10_000)], exp)
-    >>> round((a == "holdout").mean(), 2)
+    >>> round(float((a == "holdout").mean()), 2)
     0.2
     """
     ids = list(customer_ids)
