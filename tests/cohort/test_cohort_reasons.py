@@ -253,3 +253,14 @@ def test_episodes_from_a_later_as_of_are_refused(tiny):
     late = build_lapse_episodes(tiny, AS_OF)
     with pytest.raises(LeakageError, match="same as_of"):
         reason_features(tiny, late, as_of="2025-05-15")
+
+
+def test_time_ordered_evaluation(world_features):
+    ev = evaluate_reasons(world_features, split="time", test_size=0.3)
+    X, _ = reason_training_set(world_features)
+    assert ev.n_test == len(X) - int(round(len(X) * 0.7))
+    assert ev.accuracy > ev.baseline_accuracy + 0.15
+    with pytest.raises(ModelError, match="split must be"):
+        evaluate_reasons(world_features, split="shuffled")
+    with pytest.raises(ModelError, match="test_size"):
+        evaluate_reasons(world_features, test_size=1.5)

@@ -330,6 +330,7 @@ def reason_features(
     f["lapse_id"] = eps["lapse_id"]
     f["customer_id"] = eps["customer_id"]
     f["stated_reason"] = eps["stated_reason"]
+    f["ended_at"] = eps["ended_at"]  # not a feature: for time-ordered evaluation
     f = pd.concat(
         [f, _usage_features(eps, cd.usage), _ticket_features(eps, cd.support_tickets)], axis=1
     )
@@ -664,18 +665,25 @@ def evaluate_reasons(
     classifier: ReasonClassifier | None = None,
     test_size: float = 0.25,
     random_state: int = 0,
+    split: str = "random",
 ) -> ReasonEvaluation:
     """Held-out accuracy and confusion matrix of the classifier on stated reasons.
 
-    The lapses with a stated reason are split (stratified when every reason
-    has at least 2 lapses) into train and test; the classifier is fitted on
-    train and scored on test. ``baseline_accuracy`` is the share of the most
-    common reason in train (what always guessing it would score).
+    The lapses with a stated reason are split into train and test; the
+    classifier is fitted on train and scored on test. ``split='random'``
+    draws the test set at random (stratified when every reason has at least 2
+    lapses); ``split='time'`` tests on the latest ``test_size`` share of
+    lapses (by ``ended_at``) after training on the earlier ones, as a
+    deployed model would be used. ``baseline_accuracy`` is what always
+    guessing the most common training reason scores on the test set.
 
     Parameters
     ----------
     features : DataFrame from :func:`reason_features` (all lapses up to ``as_of``).
     classifier : an unfitted :class:`ReasonClassifier` (default settings when None).
+    test_size : float in (0, 1)
+    random_state : int
+    split : ``'random'`` or ``'time'``
     """
     from sklearn.base import clone
     from sklearn.model_selection import train_test_split
@@ -686,11 +694,24 @@ def evaluate_reasons(
             f"Only {len(y)} lapse(s) have a stated reason; at least 10 are needed to hold some "
             "out. Evaluate on a longer history or a larger business."
         )
-    counts = y.value_counts()
-    strat = y if counts.min() >= 2 else None
-    Xtr, Xte, ytr, yte = train_test_split(
-        X, y, test_size=test_size, random_state=random_state, stratify=strat
-    )
+    if not 0 < test_size < 1:
+        raise ModelError(f"test_size must be in (0, 1). Got {test_size!r} instead.")
+    if split == "time":
+        require_columns(X, ["ended_at"], "The 'features' frame (split='time')")
+        order = np.argsort(X["ended_at"].to_numpy(), kind="stable")
+        cut = int(round(len(order) * (1 - test_size)))
+        tr, te = order[:cut], order[cut:]
+        Xtr, Xte, ytr, yte = X.iloc[tr], X.iloc[te], y.iloc[tr], y.iloc[te]
+        if ytr.nunique() < 2:
+            raise ModelError("The earlier lapses hold fewer than 2 reasons; use split='random'.")
+    elif split == "random":
+        counts = y.value_counts()
+        strat = y if counts.min() >= 2 else None
+        Xtr, Xte, ytr, yte = train_test_split(
+            X, y, test_size=test_size, random_state=random_state, stratify=strat
+        )
+    else:
+        raise ModelError(f"split must be 'random' or 'time'. Got {split!r} instead.")
     clf = clone(classifier) if classifier is not None else ReasonClassifier()
     clf.fit(Xtr, ytr)
     baseline = float(ytr.value_counts(normalize=True).iloc[0])
