@@ -408,7 +408,8 @@ def detail_tokens(*tokens: str | None) -> str | None:
     return ";".join(toks) if toks else None
 
 
-_MONEY_EVENTS = {"renewed", "payment_recovered", "refunded", "subscribed", "reactivated"}
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+_CANCEL_REASONS = frozenset(CANCEL_REASONS)
 
 
 def check_normalized(n: Normalized, now: datetime | None = None) -> Normalized:
@@ -427,50 +428,61 @@ def check_normalized(n: Normalized, now: datetime | None = None) -> Normalized:
         raise IntakeError(f"{p}: the payload has no delivery id; cannot de-duplicate it.")
     seen: set[str] = set()
     for e in n.events:
-        where = f"{p} event {e.get('event_id')!r}"
-        if not e["event_id"] or e["event_id"] in seen:
-            raise IntakeError(f"{where}: event_id is empty or repeated within the payload.")
-        seen.add(e["event_id"])
+        eid = e["event_id"]
+        if not eid or eid in seen:
+            raise IntakeError(
+                f"{p} event {eid!r}: event_id is empty or repeated within the payload."
+            )
+        seen.add(eid)
         for k in ("customer_id", "subscription_id"):
-            if not isinstance(e[k], str) or not e[k].strip():
+            v = e[k]
+            if type(v) is not str or not v or v.isspace():
                 raise IntakeError(
-                    f"{where}: {k} is missing. Expected a non-empty id. "
+                    f"{p} event {eid!r}: {k} is missing. Expected a non-empty id. "
                     "Fix: send the provider's complete payload."
                 )
-        if e["event_type"] not in EVENT_TYPES:
+        et = e["event_type"]
+        if et not in _EVENT_TYPES:
+            raise IntakeError(f"{p} event {eid!r}: event_type {et!r} not in {list(EVENT_TYPES)}.")
+        if e["reason"] is not None and e["reason"] not in _CANCEL_REASONS:
             raise IntakeError(
-                f"{where}: event_type {e['event_type']!r} not in {list(EVENT_TYPES)}."
+                f"{p} event {eid!r}: reason {e['reason']!r} not in {list(CANCEL_REASONS)}."
             )
-        if e["reason"] is not None and e["reason"] not in CANCEL_REASONS:
-            raise IntakeError(f"{where}: reason {e['reason']!r} not in {list(CANCEL_REASONS)}.")
         ts = e["occurred_at"]
         if ts > latest:
             raise IntakeError(
-                f"{where}: occurred_at {ts.isoformat()} is later than now ({now.isoformat()}) "
-                "plus 1 day: implausible. Fix: check the timestamp unit and the sender's clock."
+                f"{p} event {eid!r}: occurred_at {ts.isoformat()} is later than now "
+                f"({now.isoformat()}) plus 1 day: implausible. Fix: check the timestamp unit and "
+                "the sender's clock."
             )
         if ts < EARLIEST_PLAUSIBLE:
-            raise IntakeError(f"{where}: occurred_at {ts.isoformat()} is before 2000: implausible.")
+            raise IntakeError(
+                f"{p} event {eid!r}: occurred_at {ts.isoformat()} is before 2000: implausible."
+            )
         amt = e["amount"]
+        cur = e["currency"]
         if amt is not None:
             if not math.isfinite(amt):
-                raise IntakeError(f"{where}: amount {amt!r} is not a finite number.")
-            if e["currency"] is None:
+                raise IntakeError(f"{p} event {eid!r}: amount {amt!r} is not a finite number.")
+            if cur is None:
                 raise IntakeError(
-                    f"{where}: amount {amt} has no currency. Expected an ISO 4217 code on every "
-                    "money event. Fix: include the currency of the charge."
+                    f"{p} event {eid!r}: amount {amt} has no currency. Expected an ISO 4217 code "
+                    "on every money event. Fix: include the currency of the charge."
                 )
-            if e["event_type"] == "refunded" and amt > 0:
+            if et == "refunded":
+                if amt > 0:
+                    raise IntakeError(
+                        f"{p} event {eid!r}: a refund must carry a negative or zero amount. Got {amt}."
+                    )
+            elif amt < 0:
                 raise IntakeError(
-                    f"{where}: a refund must carry a negative or zero amount. Got {amt}."
+                    f"{p} event {eid!r}: a {et} event must carry a non-negative amount (only "
+                    f"refunds are negative). Got {amt}."
                 )
-            if e["event_type"] in _MONEY_EVENTS - {"refunded"} and amt < 0:
-                raise IntakeError(
-                    f"{where}: a {e['event_type']} charge must carry a non-negative amount. Got {amt}."
-                )
-        cur = e["currency"]
         if cur is not None and (len(cur) != 3 or not cur.isalpha() or not cur.isascii()):
-            raise IntakeError(f"{where}: currency {cur!r} is not an ISO 4217 code (3 letters).")
+            raise IntakeError(
+                f"{p} event {eid!r}: currency {cur!r} is not an ISO 4217 code (3 letters)."
+            )
     s = n.subscription
     if s is not None:
         if not s.get("subscription_id"):
