@@ -69,3 +69,11 @@ def test_contact_window_boundaries():
 def test_bad_window_is_refused(tiny, bad):
     with pytest.raises(ConfigError, match="window_days"):
         build_lapsed_cohort(tiny, AS_OF, window_days=bad)
+
+
+def test_in_app_only_for_app_store_customers(tiny):
+    s = tiny["subscriptions"]
+    s.loc[s["customer_id"] == "c9", "source"] = "app_store"
+    tiny["events"].loc[tiny["events"]["customer_id"] == "c9", "source"] = "app_store"
+    c = build_lapsed_cohort(tiny, AS_OF).set_index("customer_id")
+    assert c.loc["c9", "can_in_app"] and not c.loc["c1", "can_in_app"]

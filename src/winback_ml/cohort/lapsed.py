@@ -28,7 +28,9 @@ The seed fixes "too soon < 14", "prime 30-90" and "late > 120"; it leaves
 
 Invariants: one row per lapsed customer, sorted by ``customer_id``;
 timestamps tz-naive UTC; no PII column (no e-mail, phone or free text, only
-``has_email``/``has_phone`` and consent flags). ``attrs["missing_signals"]``
+``has_email``/``has_phone`` and consent flags ``can_email`` (opt-in and an
+address), ``can_sms`` (opt-in and a phone), ``can_in_app`` (billed through an
+app store: :data:`APP_SOURCES`)). ``attrs["missing_signals"]``
 lists the optional tables (``usage``, ``support_tickets``, ``interviews``)
 that were absent, so callers can say what they could not use.
 """
@@ -48,6 +50,7 @@ from winback_ml.exceptions import ConfigError
 
 __all__ = [
     "CONTACT_WINDOWS",
+    "APP_SOURCES",
     "SIGNAL_TABLES",
     "COHORT_COLUMNS",
     "contact_window",
@@ -62,6 +65,9 @@ CONTACT_WINDOWS: tuple[tuple[str, int, int | None], ...] = (
     ("prime", 30, 90),
     ("late", 91, None),
 )
+
+#: Billing sources whose customers have the app installed (reachable in-app).
+APP_SOURCES = ("app_store", "google_play")
 
 #: Optional tables the cohort stage reads, and what each one feeds.
 SIGNAL_TABLES = {
@@ -188,8 +194,9 @@ def build_lapsed_cohort(
     c["has_phone"] = c["customer_id"].map(cust["phone"].notna()).fillna(False).astype(bool)
     c["can_email"] = c["email_opt_in"] & c["has_email"]
     c["can_sms"] = c["sms_opt_in"] & c["has_phone"]
-    # in-app messages need no marketing opt-in; they reach those who open the app again
-    c["can_in_app"] = True
+    # in-app messages need no marketing opt-in but an installed app: customers billed
+    # through an app store (a business with its own app can set the column itself)
+    c["can_in_app"] = c["source"].isin(APP_SOURCES).to_numpy()
     out = c[COHORT_COLUMNS].sort_values("customer_id", kind="mergesort").reset_index(drop=True)
     out.attrs.update(as_of=T, window_days=int(window_days), missing_signals=missing_signals(cd))
     return out
