@@ -52,8 +52,17 @@ def test_arm_effects_against_no_email(hill, outcome):
 
 
 def test_qini_curves_per_arm(hill):
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
     sub = hill.sample(n=24000, random_state=0).reset_index(drop=True)
-    learner = DRLearnerUpliftModel(random_state=0)
+    light = dict(
+        max_iter=40, learning_rate=0.1, max_leaf_nodes=8, min_samples_leaf=200, random_state=0
+    )
+    learner = DRLearnerUpliftModel(
+        base_estimator=HistGradientBoostingClassifier(**light),
+        effect_estimator=HistGradientBoostingRegressor(**light),
+        random_state=0,
+    )
     curves, scores = qini_by_arm(sub, hillstrom_features(sub), outcome="visit", learner=learner)
     assert set(curves) == {"Mens E-Mail", "Womens E-Mail"}
     for c in curves.values():
