@@ -27,51 +27,67 @@ TRUE_R = {  # reason -> offer type -> response of a reached customer
 KAPPA, TAU, REACH_E, REACH_S = 15.0, 1.5, 0.6, 0.4
 
 
+def _v(reasons, ot, pct, mon, ch, ce, cs, d):
+    """The true ``v`` of each row (vectorised)."""
+    re, rs = ce * REACH_E, cs * REACH_S
+    reach = np.select(
+        [ch == "email", ch == "sms", ch == "multi"], [re, rs, 1 - (1 - re) * (1 - rs)], 0.0
+    )
+    R = np.array([TRUE_R[r].get(t, 0.0) for r, t in zip(reasons, ot, strict=True)])
+    D = np.where(ot == "discount", (1 - np.exp(-pct / KAPPA)) * (1 - np.exp(-mon / TAU)), 1.0)
+    return reach * R * D * np.exp(-d / 150)
+
+
 def _simulate(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     reasons = rng.choice(list(TRUE_R), size=n)
     arm = rng.integers(-1, len(ARMS), size=n)  # -1 = control
-    ch = rng.choice(["email", "sms", "multi"], size=n)
-    ce = rng.random(n) < 0.8
-    cs = rng.random(n) < 0.5
+    ctl = arm < 0
+    ot = np.array([ARMS[a][0] if a >= 0 else "none" for a in arm], dtype=object)
+    pct = np.array([ARMS[a][1] if a >= 0 else 0 for a in arm], dtype=float)
+    mon = np.array([ARMS[a][2] if a >= 0 else 0 for a in arm], dtype=float)
+    ch = np.where(ctl, "email", rng.choice(["email", "sms", "multi"], size=n)).astype(object)
+    ce = (rng.random(n) < 0.8).astype(float)
+    cs = (rng.random(n) < 0.5).astype(float)
     d = rng.uniform(14, 90, n)
     p0 = np.where(reasons == "unused", 0.02, 0.06)
-    rows = []
-    for i in range(n):
-        if arm[i] < 0:
-            ot, pct, mon, ctl = "none", 0, 0, True
-            v = 0.0
-        else:
-            ot, pct, mon = ARMS[arm[i]]
-            ctl = False
-            re, rs = ce[i] * REACH_E, cs[i] * REACH_S
-            reach = {"email": re, "sms": rs, "multi": 1 - (1 - re) * (1 - rs)}[ch[i]]
-            D = (1 - np.exp(-pct / KAPPA)) * (1 - np.exp(-mon / TAU)) if ot == "discount" else 1.0
-            v = reach * TRUE_R[reasons[i]][ot] * D * np.exp(-d[i] / 150)
-        p = 1 - (1 - p0[i]) * np.exp(-v)
-        rows.append((ot, pct, mon, ctl, p, v))
+    v = np.where(ctl, 0.0, _v(reasons, ot, pct, mon, ch, ce, cs, d))
+    p = 1 - (1 - p0) * np.exp(-v)
     f = pd.DataFrame(
-        rows, columns=["offer_type", "discount_pct", "discount_months", "is_control", "p", "v"]
+        {
+            "offer_type": ot,
+            "discount_pct": pct,
+            "discount_months": mon,
+            "is_control": ctl,
+            "p": p,
+            "v": v,
+        }
     )
-    f["channel"] = np.where(f["is_control"], "email", ch)
-    f["reactivated"] = (rng.random(n) < f["p"]).astype(int)
+    f["channel"] = ch
+    f["reactivated"] = (rng.random(n) < p).astype(int)
     for r in REASONS:
         f[f"p_{r}"] = (reasons == r).astype(float)
     f["days_lapsed"] = d
-    f["can_email"] = ce.astype(float)
-    f["can_sms"] = cs.astype(float)
+    f["can_email"] = ce
+    f["can_sms"] = cs
     f["app_customer"] = 0.0
     f["log_mrr"] = np.log1p(rng.choice([9.0, 29.0, 99.0], size=n))
     f["yearly"] = 0.0
     f["coupon"] = 0.0
     f["returned_before"] = 0.0
     f["p0"] = p0
+    f["reason"] = reasons
     return f
 
 
 @pytest.fixture(scope="module")
 def sim():
     return _simulate(30000, 1)
+
+
+@pytest.fixture(scope="module")
+def fitted(sim):
+    return StructuredOfferResponseModel(penalty_reason=0.5).fit(sim, sim["p0"].to_numpy())
 
 
 def test_gradient_is_exact(sim):
@@ -95,8 +111,8 @@ def test_gradient_is_exact(sim):
     assert np.max(np.abs(g - num)) < 1e-3 * max(1.0, np.max(np.abs(g)))
 
 
-def test_recovers_response_structure(sim):
-    m = StructuredOfferResponseModel(penalty_reason=0.5).fit(sim, sim["p0"].to_numpy())
+def test_recovers_response_structure(fitted):
+    m = fitted
     assert m.converged_ and set(m.tried_types_) == {
         "none",
         "discount",
@@ -131,24 +147,21 @@ def test_recovers_response_structure(sim):
 
 
 def _simulate_p(t: pd.DataFrame) -> np.ndarray:
-    reason = np.array(list(TRUE_R))[np.argmax(t[[f"p_{r}" for r in TRUE_R]].to_numpy(), axis=1)]
-    out = np.empty(len(t))
-    for i, row in enumerate(t.itertuples(index=False)):
-        re, rs = row.can_email * REACH_E, row.can_sms * REACH_S
-        reach = 1 - (1 - re) * (1 - rs)
-        ot = row.offer_type
-        D = (
-            (1 - np.exp(-row.discount_pct / KAPPA)) * (1 - np.exp(-row.discount_months / TAU))
-            if ot == "discount"
-            else 1.0
-        )
-        v = reach * TRUE_R[reason[i]][ot] * D * np.exp(-row.days_lapsed / 150)
-        out[i] = 1 - (1 - row.p0) * np.exp(-v)
-    return out
+    v = _v(
+        t["reason"].to_numpy(),
+        t["offer_type"].to_numpy(object),
+        t["discount_pct"].to_numpy(float),
+        t["discount_months"].to_numpy(float),
+        t["channel"].to_numpy(object),
+        t["can_email"].to_numpy(),
+        t["can_sms"].to_numpy(),
+        t["days_lapsed"].to_numpy(),
+    )
+    return 1 - (1 - t["p0"].to_numpy()) * np.exp(-v)
 
 
-def test_untried_offers_and_channels_are_nan(sim):
-    m = StructuredOfferResponseModel().fit(sim, sim["p0"].to_numpy())
+def test_untried_offers_and_channels_are_nan(sim, fitted):
+    m = fitted
     t = sim.head(10)
     assert np.isnan(
         m.predict_return_probability(t, Offer("resume_billing"), "email", t["p0"])
