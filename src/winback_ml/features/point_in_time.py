@@ -91,6 +91,10 @@ NUMERIC_FEATURES = [
     "n_how_to_tickets",
     "n_billing_tickets",
     "mean_csat",
+    "complaint_rate",
+    "feature_request_rate",
+    "how_to_rate",
+    "payment_failure_rate",
     "leave_strength",
 ]
 #: Every feature column, in output order (after ``customer_id`` and ``at``).
@@ -452,6 +456,13 @@ def build_customer_features(
             "mean_csat",
         ):
             out[c] = np.nan
+
+    # ---- rates per 30 days of tenure: proxies of stable traits (counts grow with tenure)
+    months = np.maximum(out["tenure_days"].to_numpy(float), 30.0) / 30.0
+    out["complaint_rate"] = out["n_complaints"].to_numpy(float) / months
+    out["feature_request_rate"] = out["n_feature_requests"].to_numpy(float) / months
+    out["how_to_rate"] = out["n_how_to_tickets"].to_numpy(float) / months
+    out["payment_failure_rate"] = out["n_payment_failures"].to_numpy(float) / months
 
     # ---- interviews (trusted answers only: quality_score >= 3); no free text is read
     if cd.interviews is not None and len(cd.interviews):

@@ -161,7 +161,8 @@ def time_split(
     an interview answered later) loses what it learnt then: its entry goes
     back to 0 and ``entry_features`` (column -> value when unknown; default
     the interview features ``offer_interest`` -> "none", ``leave_strength``
-    -> NaN) are reset.
+    -> NaN) are reset. Test rows are predicted from their origin, so their
+    entry features are reset the same way.
     """
     for c in (origin_col, duration_col, event_col):
         if c not in frame.columns:
@@ -177,14 +178,16 @@ def time_split(
     after = dur > room
     train[duration_col] = np.minimum(dur, room)
     train[event_col] = np.where(after, 0, train[event_col].to_numpy()).astype(int)
-    if entry_col in train.columns:
+    if entry_col in frame.columns:
+        reset = dict(ENTRY_FEATURES if entry_features is None else entry_features)
         late = train[entry_col].to_numpy(float) > train[duration_col].to_numpy(float)
-        if late.any():
-            train.loc[late, entry_col] = 0.0
-            reset = dict(ENTRY_FEATURES if entry_features is None else entry_features)
-            for col, val in reset.items():
-                if col in train.columns:
-                    train.loc[late, col] = val
+        # test rows are predicted from their origin: what was learnt at entry is not known then
+        for part, rows in ((train, late), (test, test[entry_col].to_numpy(float) > 0)):
+            if rows.any():
+                part.loc[rows, entry_col] = 0.0
+                for col, val in reset.items():
+                    if col in part.columns:
+                        part.loc[rows, col] = val
     if len(train) == 0 or len(test) == 0:
         raise ModelError(
             f"time_split: cutoff {cut} leaves {len(train)} training and {len(test)} test rows. "

@@ -342,6 +342,11 @@ class SurvivalModel(BaseEstimator):
         """Median remaining days to the event; ``inf`` where S stays above 0.5 within ``horizon``."""
         self._check_fitted()
         d = self._elapsed(X, conditional_after, default_zero=True)
+        with _one_blas_thread():
+            closed = self._time_at_survival(X, d, 0.5)
+        if closed is not None:  # closed form (parametric / step hazard models)
+            rem = closed - d
+            return np.where(np.isfinite(rem) & (rem <= horizon), np.maximum(rem, 0.0), np.inf)
         grid = np.unique(np.concatenate([np.arange(0, 120, 1.0), np.geomspace(120, horizon, 120)]))
         out = np.empty(len(X), dtype=float)
         step = 50_000  # bounded memory: (step x len(grid)) floats at a time
@@ -460,6 +465,10 @@ class SurvivalModel(BaseEstimator):
     def _survival_at(self, X: pd.DataFrame, T: np.ndarray) -> np.ndarray:  # pragma: no cover
         """S(T[i, j] | x_i) for a row-specific time matrix T of shape (n, k)."""
         raise NotImplementedError
+
+    def _time_at_survival(self, X: pd.DataFrame, d: np.ndarray, q: float) -> np.ndarray | None:
+        """Time t with S(t) = q S(d) per row (inf if never), or None for the grid search."""
+        return None
 
     def _contributions(self, X: pd.DataFrame) -> np.ndarray:
         raise ModelError(f"{type(self).__name__} does not provide per-feature contributions.")

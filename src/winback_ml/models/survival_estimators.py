@@ -236,6 +236,16 @@ class CoxSurvival(SurvivalModel):
         Z = self.encoder_.transform(X, type(self).__name__)
         return (Z - self._mean) * self._beta
 
+    def _time_at_survival(self, X: pd.DataFrame, d: np.ndarray, q: float) -> np.ndarray:
+        ph = np.exp(self._log_ph(X))
+        H_d = _step_eval(self._h0_t, self._h0, d, 0.0)
+        target = H_d - np.log(q) / ph  # H0(t) at which S(t) = q S(d)
+        pos = np.searchsorted(self._h0, target, side="left")
+        ok = pos < len(self._h0)
+        out = np.full(len(d), np.inf)
+        out[ok] = np.maximum(self._h0_t[pos[ok]], d[ok])
+        return out
+
 
 class WeibullCureSurvival(SurvivalModel):
     """Mixture cure model with a Weibull AFT latency (see the module docstring)."""
@@ -385,6 +395,16 @@ class WeibullCureSurvival(SurvivalModel):
         su = np.exp(-((Tm / lam[:, None]) ** self.shape_))
         return 1.0 - pi[:, None] + pi[:, None] * su
 
+    def _time_at_survival(self, X: pd.DataFrame, d: np.ndarray, q: float) -> np.ndarray:
+        pi, lam = self._params(X)
+        s_d = 1.0 - pi + pi * np.exp(-((np.maximum(d, 0.0) / lam) ** self.shape_))
+        rest = (q * s_d - (1.0 - pi)) / pi  # exp(-u) at the target
+        out = np.full(len(d), np.inf)
+        ok = rest > 0
+        u = -np.log(np.minimum(rest[ok], 1.0))
+        out[ok] = lam[ok] * u ** (1.0 / self.shape_)
+        return out
+
     def _contributions(self, X: pd.DataFrame) -> np.ndarray:
         """Contribution to log-odds of the event within 90 days, linearised per feature."""
         Z = self._design(X)[:, 1:]
@@ -455,6 +475,21 @@ class XGBoostAFTSurvival(SurvivalModel):
             z = (np.log(np.maximum(T, 1e-9)) - mu[:, None]) / float(self.sigma)
         s = 1.0 - self._cdf(z)
         return np.where(T <= 0, 1.0, s)
+
+    def _ppf(self, p: np.ndarray) -> np.ndarray:
+        if self.distribution == "normal":
+            return stats.norm.ppf(p)
+        if self.distribution == "logistic":
+            return special.logit(p)
+        return np.log(-np.log1p(-p))
+
+    def _time_at_survival(self, X: pd.DataFrame, d: np.ndarray, q: float) -> np.ndarray:
+        mu = self._margin(X)
+        with np.errstate(divide="ignore"):
+            z_d = (np.log(np.maximum(d, 1e-9)) - mu) / float(self.sigma)
+        s_d = np.where(d <= 0, 1.0, 1.0 - self._cdf(z_d))
+        F = np.clip(1.0 - q * s_d, 1e-15, 1 - 1e-15)
+        return np.exp(mu + float(self.sigma) * self._ppf(F))
 
     def _contributions(self, X: pd.DataFrame) -> np.ndarray:
         import xgboost as xgb
