@@ -9,15 +9,15 @@ from winback_ml.cohort.playbook import playbook_policy
 from winback_ml.data.synthetic import make_world
 from winback_ml.scoring import build_plan
 
-#: Stated floors for this small world (8,000 customers, seed 11); benchmarks/bench_policy.py
-#: reports the ratios on 20,000- and 50,000-customer worlds.
-MIN_SHARE_OF_ORACLE = 0.55
-MIN_OVER_PLAYBOOK = 1.10
+#: Stated floors for this small world (12,000 customers, seed 11: measured 0.767 of the
+#: oracle and 1.39 x the playbook); benchmarks/bench_policy.py reports larger worlds.
+MIN_SHARE_OF_ORACLE = 0.65
+MIN_OVER_PLAYBOOK = 1.15
 
 
 @pytest.mark.slow
 def test_policy_beats_playbook_and_nears_oracle():
-    w = make_world(8000, seed=11)
+    w = make_world(12000, seed=11)
     plan = build_plan(w.tables, w.end, None)
     cfg, T, coh = plan.config, w.truth, plan.cohort
     ids = coh["customer_id"].to_numpy()
