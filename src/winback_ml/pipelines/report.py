@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_report", "convert_notebooks"]
+__all__ = ["KEY_TABLES", "render_report", "convert_notebooks"]
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -87,11 +87,18 @@ def convert_notebooks(run_dir: str | Path) -> dict[str, str]:
     return out
 
 
+#: Tables shown first in the report (the rest follow alphabetically).
+KEY_TABLES = ("kpi_summary", "plan_comparison", "top_targets", "segment_mix", "offer_type_effects")
+
+
 def _tables(run_dir: Path, max_rows: int = 15) -> list[dict[str, Any]]:
     import pandas as pd
 
     out = []
-    for p in sorted((run_dir / "tables").glob("*.csv")):
+    paths = sorted((run_dir / "tables").glob("*.csv"))
+    rank = {name: i for i, name in enumerate(KEY_TABLES)}
+    paths.sort(key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
+    for p in paths:
         try:
             df = pd.read_csv(p)
         except Exception:
