@@ -269,3 +269,24 @@ def test_consent_withdrawn_in_customers_skips_at_send_time(store_factory, smtp_s
 )
 def test_quiet_hours_in_the_customer_zone(now, tz, expect):
     assert next_allowed_time(now, tz, {"start": "21:00", "end": "09:00"}) == expect
+
+
+def test_a_code_seen_by_intake_stops_the_sequence_at_the_next_tick(store_factory, smtp_server):
+    store = _setup(store_factory, 2)
+    with store.engine.connect() as conn:
+        code = conn.execute(
+            sa.select(enrolments.c.code).where(enrolments.c.customer_id == "c0")
+        ).scalar()
+    disp = Dispatcher(
+        store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book()
+    )
+    disp.tick(T0)
+    _add_event(
+        store, "c0", "plan_changed", T0 + timedelta(days=5), detail=f"coupon.applied;code:{code}"
+    )
+    r = disp.tick(T0 + timedelta(days=6))
+    assert r.codes_redeemed == 1 and r.stopped_enrolments == 1
+    assert disp.tick(T0 + timedelta(days=7)).codes_redeemed == 0  # not counted twice
+    st = _states(store)
+    assert set(st.query("customer_id == 'c0' and step_name != 'intro'")["state"]) == {"cancelled"}
+    assert set(st.query("customer_id == 'c1' and step_name != 'intro'")["state"]) == {"pending"}

@@ -210,14 +210,18 @@ class RedemptionReport:
         return {k: len(v) for k, v in self.__dict__.items()}
 
 
-def mark_redeemed_from_events(db: Any, now: datetime | None = None) -> RedemptionReport:
+def mark_redeemed_from_events(
+    db: Any, now: datetime | None = None, *, only_new: bool = False
+) -> RedemptionReport:
     """Mark codes used from the store's ``events`` whose ``detail`` holds ``code:<CODE>``.
 
     Intake writes every redeemed coupon or promotion code into the event's
     ``detail`` as a ``code:<CODE>`` token of its ``;``-separated list (see
     ``docs/intake.md``). Codes that are not ours (the provider's own coupons)
     are reported as ``unknown``. Only events at or before ``now`` are read.
-    Safe to run repeatedly.
+    Safe to run repeatedly. With ``only_new`` (what every tick does) only
+    codes of ours that are still unredeemed are looked at, so the cost does
+    not grow with the history of redemptions.
     """
     db = db if isinstance(db, DispatchDB) else DispatchDB(db)
     db.create_schema()
@@ -228,10 +232,26 @@ def mark_redeemed_from_events(db: Any, now: datetime | None = None) -> Redemptio
     report = RedemptionReport()
     with db.engine.connect() as conn:
         rows = conn.execute(q.order_by(ev.c.occurred_at)).all()
-    for event_id, occurred_at, detail in rows:
-        for m in _CODE_RE.finditer(detail or ""):
-            outcome = redeem_code(db, m.group(1), occurred_at, event_id)
-            getattr(report, outcome).append(event_id)
+        found = [
+            (event_id, occurred_at, normalize_code(m.group(1)))
+            for event_id, occurred_at, detail in rows
+            for m in _CODE_RE.finditer(detail or "")
+        ]
+        if only_new:
+            wanted = sorted({c for _, _, c in found})
+            open_codes: set[str] = set()
+            for i in range(0, len(wanted), 5000):
+                open_codes |= set(
+                    conn.execute(
+                        sa.select(codes.c.code).where(
+                            codes.c.code.in_(wanted[i : i + 5000]), codes.c.redeemed_at.is_(None)
+                        )
+                    ).scalars()
+                )
+            found = [f for f in found if f[2] in open_codes]
+    for event_id, occurred_at, code in found:
+        outcome = redeem_code(db, code, occurred_at, event_id)
+        getattr(report, outcome).append(event_id)
     return report
 
 

@@ -46,6 +46,7 @@ import sqlalchemy as sa
 
 from winback_ml.dispatch._util import address_hash, to_utc_naive
 from winback_ml.dispatch.channels import Channel, OutboundMessage, SendResult, valid_address
+from winback_ml.dispatch.codes import mark_redeemed_from_events
 from winback_ml.dispatch.policy import (
     apply_stop_rules,
     get_unsubscribe_secret,
@@ -81,6 +82,7 @@ class TickReport:
     reconciled_pending: int = 0
     reconciled_uncertain: int = 0
     stopped_enrolments: int = 0
+    codes_redeemed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,10 +134,12 @@ class Dispatcher:
         limit: int | None = None,
         on_batch: Callable[[TickReport], None] | None = None,
     ) -> TickReport:
-        """Apply stop rules, recover crashed rows, then send every due message in batches."""
+        """Mark redeemed codes, apply stop rules, recover crashed rows, then send what is due."""
         now = to_utc_naive(now)
         self.db.create_schema()
         report = TickReport(now=now.isoformat())
+        # codes intake saw at checkout are marked used first, so their sequences stop now
+        report.codes_redeemed = len(mark_redeemed_from_events(self.db, now, only_new=True).redeemed)
         stops = apply_stop_rules(self.db, now)
         report.stopped_enrolments = stops["reactivated"] + stops["code_redeemed"]
         report.cancelled += stops["cancelled_messages"]
