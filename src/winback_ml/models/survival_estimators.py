@@ -175,7 +175,7 @@ class CoxSurvival(SurvivalModel):
             df["_W"] = entry
         from lifelines.exceptions import ConvergenceWarning
 
-        penalizers = [self.penalizer, max(self.penalizer * 10, 0.01), 0.1]
+        penalizers = [self.penalizer, max(self.penalizer * 10, 0.01), 0.1, 1.0]
         last: Any = None
         cph = None
         for i, pen in enumerate(penalizers):
@@ -213,7 +213,7 @@ class CoxSurvival(SurvivalModel):
         if cph is None:
             raise ModelError(
                 f"{type(self).__name__}.fit: lifelines CoxPHFitter did not converge even with "
-                f"penalizer 0.1 ({last}). Fix: drop collinear features or use another model."
+                f"penalizer 1.0 ({last}). Fix: drop collinear features or use another model."
             )
         self.model_ = cph
         self.coef_ = pd.Series(cph.params_.to_numpy(), index=self.encoder_.names_)

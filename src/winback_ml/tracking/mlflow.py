@@ -473,16 +473,19 @@ def default_candidates(kind: str) -> dict[str, Any]:
 
 
 def _champion_score(
-    name: str, test: pd.DataFrame, horizons: Sequence[float], metric: str
+    name: str, train: pd.DataFrame, test: pd.DataFrame, horizons: Sequence[float], metric: str
 ) -> float | None:
-    """The current champion's ``metric`` on this holdout, or None if it cannot be scored."""
+    """The current champion's configuration refitted on this training split and scored on
+    this holdout (like with like: the champion itself was fitted on data that may include
+    the holdout). None when there is no champion or it cannot read this frame."""
     import mlflow
+    from sklearn.base import clone
 
     from winback_ml.models.evaluation import evaluate_survival_model
 
     try:
         champ = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-        est = champ.unwrap_python_model().estimator
+        est = clone(champ.unwrap_python_model().estimator).fit(train)
         return float(evaluate_survival_model(est, test, horizons)[metric])
     except Exception:  # no champion yet, or one that cannot read this frame
         return None
@@ -509,7 +512,8 @@ def fit_select_and_log(
     comparison table, the calibration plot and the model, and registered
     (``winback-return`` / ``winback-churn`` by default). ``champion`` moves only
     when the chosen model's holdout integrated Brier score is lower than the
-    current champion's on the same holdout (re-scored when possible).
+    current champion's on the same holdout: the champion's configuration is refitted on the
+    same training split and scored on the same holdout (else its stored score is used).
 
     Parameters
     ----------
@@ -577,9 +581,9 @@ def fit_select_and_log(
                 mlflow.log_text(cmp.failures.get(name, ""), "failure.txt")
             runs[name] = run.info.run_id
     final = clone(cands[cmp.chosen]).fit(train)
-    _, test = time_split(train, cut, "at", final.duration_col, final.event_col)
+    tr_part, test = time_split(train, cut, "at", final.duration_col, final.event_col)
     name = f"winback-{kind}" if register_as == "default" else register_as
-    champ = _champion_score(name, test, hz, "ibs") if name else None
+    champ = _champion_score(name, tr_part, test, hz, "ibs") if name else None
     example = score_example
     if example is None:
         example = train.head(5)
