@@ -496,7 +496,8 @@ class XGBoostAFTSurvival(SurvivalModel):
 
         Z = self.encoder_.transform(X, type(self).__name__)
         d = xgb.DMatrix(Z, feature_names=_safe_names(self.encoder_.names_), nthread=self.n_jobs)
-        contrib = self.model_.predict(d, pred_contribs=True)[:, :-1]
+        exact = bool(getattr(self, "exact_contributions", False))
+        contrib = self.model_.predict(d, pred_contribs=True, approx_contribs=not exact)[:, :-1]
         return -contrib  # contributions to log time; shorter time = more risk
 
 
