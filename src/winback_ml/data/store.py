@@ -65,7 +65,17 @@ def contract_metadata() -> sa.MetaData:
                 )
             )
         sa.Table(name, md, *cols)
+    # look-ups every stage makes: a customer's history in time order
+    for name, cols in _INDEXES.items():
+        sa.Index(f"ix_{name}_{'_'.join(cols)}", *(md.tables[name].c[c] for c in cols))
     return md
+
+
+_INDEXES = {
+    "events": ("customer_id", "occurred_at"),
+    "subscriptions": ("customer_id",),
+    "support_tickets": ("customer_id",),
+}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
