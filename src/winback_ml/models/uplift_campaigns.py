@@ -11,7 +11,7 @@ assigned to a campaign arm, with
   ``cancel_reason``, ...).
 
 :func:`build_campaign_outcomes` makes it from contract tables;
-:func:`winback_ml.models.hillstrom.load_hillstrom` makes it from the
+:func:`winback_ml.models.minethatdata.load_hillstrom` makes it from the
 Hillstrom e-mail test. :func:`evaluate_arms` compares every arm with the
 control arm of its campaign (and group).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from winback_ml.exceptions import DataContractError
-from winback_ml.models.hillstrom import HILLSTROM_CONTROL, hillstrom_features, load_hillstrom
+from winback_ml.models.minethatdata import HILLSTROM_CONTROL, hillstrom_features, load_hillstrom
 from winback_ml.models.uplift import DRLearnerUpliftModel
 from winback_ml.models.uplift_campaigns import evaluate_arms, qini_by_arm
 

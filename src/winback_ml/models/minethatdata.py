@@ -1,4 +1,4 @@
-"""Adapter for the Hillstrom e-mail test (MineThatData, 2008): a real randomized campaign.
+"""The Hillstrom (MineThatData) e-mail campaign: an adapter to the campaign-evaluation shape.
 
 64,000 customers who bought in the last 12 months were randomly split into
 three arms of about a third each: "Mens E-Mail", "Womens E-Mail" and
