@@ -200,3 +200,13 @@ def test_stream_over_http_matches_direct_ingest(tmp_path):
     print(
         f"receiver: {len(bodies)} requests, {per_request_ms:.1f} ms per request (store + process, SQLite)"
     )
+
+
+def test_non_ascii_signature_is_a_signature_error(ledger):
+    # compare_digest on non-ASCII str raises TypeError: it must not become an "internal" dead letter
+    body = stripe_event("customer.subscription.created", stripe_subscription(start=T0), created=T0)
+    o = ledger.ingest(
+        "stripe", body, headers={"Stripe-Signature": f"t={int(time.time())},v1=\u00e9\u00e9"}
+    )
+    assert o.status == "dead_lettered" and o.kind == "signature" and o.http_status == 400
+    assert "signature mismatch" in o.reason

@@ -187,8 +187,13 @@ def verify_stripe_signature(
             f"stripe: signature timestamp {ts} is {abs(now - ts):.0f} s from now; expected within "
             f"{tolerance} s (replay protection). Fix: check the server clock or resend the event."
         )
-    expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    if not any(hmac.compare_digest(expected, s) for s in sigs):
+    expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).digest()
+    # compare bytes: compare_digest raises TypeError on non-ASCII str (a forged header
+    # must be a signature error, not an internal one)
+    expected_hex = expected.hex().encode()
+    if not any(
+        hmac.compare_digest(expected_hex, s.encode("utf-8", "surrogateescape")) for s in sigs
+    ):
         raise SignatureError(
             "stripe: signature mismatch: no v1 signature equals HMAC-SHA256 of the body with the "
             "configured secret. Fix: use the endpoint's signing secret (whsec_...) and the raw body."
