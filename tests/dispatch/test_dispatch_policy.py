@@ -89,6 +89,31 @@ def test_token_roundtrip_tamper_and_wrong_secret():
         verify_unsubscribe_token(t, b"secret", max_age_days=30, now=T0 + timedelta(days=31))
 
 
+def test_token_non_ascii_signature_is_a_dispatch_error():
+    t = make_unsubscribe_token(b"secret", "c1", "email", T0)
+    with pytest.raises(DispatchError, match="does not verify"):
+        verify_unsubscribe_token(t.split(".")[0] + ".\u00e9\u00e9", b"secret")
+
+
+@pytest.mark.parametrize("tz", ["Asia/Tokyo", "America/Los_Angeles"])
+def test_token_age_does_not_depend_on_the_local_time_zone(tz, monkeypatch):
+    import time as _time
+
+    monkeypatch.setenv("TZ", tz)
+    _time.tzset()
+    try:
+        t = make_unsubscribe_token(b"secret", "c1", "email", T0)
+        near = T0 + timedelta(days=30) - timedelta(hours=1)
+        assert verify_unsubscribe_token(t, b"secret", max_age_days=30, now=near) == ("c1", "email")
+        with pytest.raises(DispatchError, match="days old"):
+            verify_unsubscribe_token(
+                t, b"secret", max_age_days=30, now=T0 + timedelta(days=30, hours=1)
+            )
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()
+
+
 def test_secret_is_kept_in_the_store_and_env_wins(store_factory, monkeypatch):
     monkeypatch.delenv("WINBACK_UNSUBSCRIBE_SECRET", raising=False)
     db = DispatchDB(store_factory(1))

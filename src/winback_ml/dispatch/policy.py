@@ -109,7 +109,10 @@ def make_unsubscribe_token(
     >>> verify_unsubscribe_token(t, b"k")
     ('c1', 'email')
     """
-    ts = int((issued_at or utcnow()).timestamp())
+    issued = issued_at or utcnow()
+    if issued.tzinfo is None:  # naive means UTC here; .timestamp() would read it as local time
+        issued = issued.replace(tzinfo=UTC)
+    ts = int(issued.timestamp())
     payload = _b64(json.dumps([customer_id, channel, ts], separators=(",", ":")).encode())
     sig = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest()[:_SIG_BYTES])
     return f"{payload}.{sig}"
@@ -132,7 +135,8 @@ def verify_unsubscribe_token(
         raise DispatchError(
             "The unsubscribe token is malformed: expected '<payload>.<signature>'."
         ) from e
-    if not hmac.compare_digest(expected, sig):
+    # bytes, not str: compare_digest raises TypeError on a non-ASCII str (a mangled link)
+    if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "surrogateescape")):
         raise DispatchError(
             "The unsubscribe token's signature does not verify (tampered, or another secret)."
         )
