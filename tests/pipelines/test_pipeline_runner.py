@@ -291,3 +291,25 @@ def test_raise_on_failure_and_cli_exit_codes(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "ob/one: failed (0/1 steps ok" in res.output
     res = runner.invoke(app, ["pipeline", "show", str(broken)])
     assert res.exit_code == 0 and "output_dir" in res.output
+
+
+def test_data_and_as_of_cannot_be_set_for_one_step(tmp_path: Path, events_folder: Path) -> None:
+    """One data source and one checked as_of for the whole run: a step-level override would
+    skip the future-of-the-data check and give steps different "todays"."""
+    p = _pipeline(tmp_path, "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb}\n")
+    runs = tmp_path / "runs"
+    with pytest.raises(PipelineError, match=r"-p a.as_of: 'as_of' holds for the whole run"):
+        plan_run(p, {"data": str(events_folder), "a.as_of": "2099-01-01"}, runs_dir=runs)
+    with pytest.raises(PipelineError, match=r"-p a.data: 'data' holds for the whole run"):
+        plan_run(p, {"data": str(events_folder), "a.data": "/nowhere"}, runs_dir=runs)
+    with pytest.raises(PipelineError, match=r"-p a.output_dir: 'output_dir' is set by the runner"):
+        plan_run(p, {"data": str(events_folder), "a.output_dir": "/tmp"}, runs_dir=runs)
+    p2 = tmp_path / "pl2.yaml"
+    p2.write_text(
+        "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb, parameters: {as_of: 2099-01-01}}\n"
+    )
+    with pytest.raises(PipelineError, match=r"step 'a': 'as_of' holds for the whole run"):
+        plan_run(p2, {"data": str(events_folder)}, runs_dir=runs)
+    assert not runs.exists()
+    plan = plan_run(p, {"data": str(events_folder), "as_of": "2025-05-01"}, runs_dir=runs)
+    assert plan.step_parameters["a"]["as_of"] == "2025-05-01"

@@ -136,6 +136,23 @@ class RunPlan:
     declared: dict[str, dict[str, NotebookParameter]] = field(default_factory=dict)
 
 
+#: Parameters that hold for the whole run: one data source, one ``as_of`` (checked once).
+_RUN_LEVEL = ("data", "as_of")
+
+
+def _step_level_problem(where: str, key: str) -> str:
+    """Why ``key`` cannot be set for one step only."""
+    if key in RESERVED_PARAMETERS:
+        return (
+            f"{where}: {key!r} is set by the runner (the run folder and id); remove it, and "
+            "choose the folder with --runs-dir and the id with --run-id instead."
+        )
+    return (
+        f"{where}: {key!r} holds for the whole run (every step reads the same data as of the "
+        f"same date, checked once); set it as a run parameter (-p {key}=...) instead."
+    )
+
+
 def _check_data_and_as_of(params: dict[str, Any], problems: list[str]) -> None:
     """Resolve ``data`` and ``as_of`` in place; append what is wrong to ``problems``.
 
@@ -236,6 +253,9 @@ def plan_run(
                     )
                     continue
                 decl = declared.get(sname, {})
+                if pkey in RESERVED_PARAMETERS or pkey in _RUN_LEVEL:
+                    problems.append(_step_level_problem(f"-p {key}", pkey))
+                    continue
                 if sname in declared and pkey not in decl:
                     problems.append(
                         f"-p {key}: the notebook of step {sname!r} has no parameter {pkey!r}. "
@@ -269,8 +289,8 @@ def plan_run(
                     f"step {s.name!r}: the notebook {s.notebook.name} has no parameter {key!r} "
                     f"(set in the pipeline file). It declares {sorted(decl)}."
                 )
-            elif key in RESERVED_PARAMETERS:
-                problems.append(f"step {s.name!r}: {key!r} is set by the runner; remove it.")
+            elif key in RESERVED_PARAMETERS or key in _RUN_LEVEL:
+                problems.append(_step_level_problem(f"step {s.name!r}", key))
 
     # one data source and one as_of for the whole run
     for key in ("data", "as_of"):
