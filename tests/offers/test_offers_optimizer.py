@@ -135,6 +135,26 @@ def test_channels_only_with_consent():
     assert not t.loc["c2", "contact"]  # no consent at all: never contacted
 
 
+def test_consent_read_from_text_is_parsed_not_cast():
+    """A cohort read back from CSV holds "False": casting it to bool would read consent."""
+    cfg = load_config(CFG)
+    cohort = _cohort(
+        4,
+        can_email=["False", "True", "0", None],
+        can_sms=["false", "FALSE", "no", np.nan],
+    )
+    table = [{"none": 0.5, "discount_10pct_3m": 0.5, "discount_30pct_3m": 0.5}] * 4
+    t = optimize_offers(cohort, np.zeros(4), ltv_fn, make_response(table), cfg).set_index(
+        "customer_id"
+    )
+    assert t.loc["c1", "contact"] and t.loc["c1", "channel"] == "email"
+    assert not t.loc[["c0", "c2", "c3"], "contact"].any()
+    with pytest.raises(OptimizationError, match="can_email.*maybe"):
+        optimize_offers(
+            _cohort(2, can_email=["maybe", True]), np.zeros(2), ltv_fn, make_response(table), cfg
+        )
+
+
 def _random_problem(n, seed):
     rng = np.random.default_rng(seed)
     cohort = _cohort(n, can_sms=rng.random(n) < 0.5)

@@ -122,8 +122,38 @@ def _consent(cohort: pd.DataFrame, channel: str) -> np.ndarray:
         )
     ok = np.ones(len(cohort), dtype=bool)
     for c in cols:
-        ok &= cohort[c].fillna(False).astype(bool).to_numpy()
+        ok &= _consent_flags(cohort, c)
     return ok
+
+
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0", ""}
+
+
+def _consent_flags(cohort: pd.DataFrame, col: str) -> np.ndarray:
+    """A consent column as booleans; missing = no consent; anything unreadable is refused.
+
+    ``astype(bool)`` would read the string ``"False"`` (a cohort read back from
+    CSV) as consent, so text is parsed, never cast.
+    """
+    s = cohort[col]
+    if s.dtype == bool:
+        return s.to_numpy()
+    v = s.astype("object")
+    missing = v.isna().to_numpy()
+    text = v.where(~missing, "").map(lambda x: str(x).strip().lower())
+    yes = text.isin(_TRUE).to_numpy()
+    no = text.isin(_FALSE).to_numpy() | missing
+    bad = ~(yes | no)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5]
+        ids = cohort["customer_id"].iloc[rows].tolist() if "customer_id" in cohort else []
+        raise OptimizationError(
+            f"The cohort's consent column {col!r} holds {int(bad.sum())} value(s) that are not "
+            f"booleans, e.g. {v.iloc[rows].tolist()} at rows {rows.tolist()} (customers {ids}). "
+            "Fix: use True/False (or 1/0) for consent; missing means no consent."
+        )
+    return yes
 
 
 def candidate_table(
