@@ -399,3 +399,31 @@ def test_in_app_webhook_posts_json_with_idempotency_key(store_factory):
             conn.execute(outbox.update().values(state="pending"))
         r = Dispatcher(store, {"in_app": WebhookInAppChannel(hook.url)}, book=book).tick(T0)
         assert r.retried == 2
+
+
+def test_provider_error_text_that_echoes_the_recipient_is_redacted():
+    # real Twilio and SMTP servers name the recipient in their error text; the outbox
+    # (last_error, `winback dispatch status`) must never hold an address
+    import httpx
+
+    from winback_ml.dispatch.channels import OutboundMessage, redact
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            400,
+            json={"code": 21211, "message": "The 'To' number +4915100000001 is not valid."},
+        )
+
+    ch = TwilioSMSChannel(
+        "http://api.test",
+        "AC1",
+        "tok",
+        "+15550000000",
+        client=httpx.Client(transport=httpx.MockTransport(answer)),
+    )
+    msg = OutboundMessage("k1", "c1", "sms", "+4915100000001", "hi")
+    (res,) = ch.send([msg])
+    assert res.status == "failed" and "HTTP 400" in res.error and "21211" in res.error
+    assert "4915100000001" not in res.error
+    smtp = redact("550 5.1.1 <bob.smith@example.com>: Recipient address rejected")
+    assert smtp == "550 5.1.1 <<redacted>>: Recipient address rejected"

@@ -262,7 +262,9 @@ class SMTPEmailChannel:
         except (smtplib.SMTPException, OSError) as e:
             return [
                 SendResult(
-                    m.idempotency_key, "failed", f"SMTP server unreachable: {type(e).__name__}: {e}"
+                    m.idempotency_key,
+                    "failed",
+                    f"SMTP server unreachable: {type(e).__name__}: {_txt(e)}",
                 )
                 for m in messages
             ]
@@ -353,8 +355,24 @@ def _rset(smtp: smtplib.SMTP | None) -> None:
         pass
 
 
+_PII_IN_TEXT = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+|\+?\d[\d\s().-]{6,}\d")
+
+
+def redact(text: str) -> str:
+    """Provider error text without e-mail addresses or phone numbers (they echo the recipient).
+
+    A digit run counts as a phone number from 7 digits on (``550 5.1.1`` stays).
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        t = m.group(0)
+        return "<redacted>" if "@" in t or sum(ch.isdigit() for ch in t) >= 7 else t
+
+    return _PII_IN_TEXT.sub(sub, text)
+
+
 def _txt(b: Any) -> str:
-    return b.decode(errors="replace") if isinstance(b, bytes) else str(b)
+    return redact(b.decode(errors="replace") if isinstance(b, bytes) else str(b))
 
 
 class _HTTPChannel:
@@ -391,7 +409,7 @@ class _HTTPChannel:
             except ValueError:
                 pass
             return SendResult(key, "sent", provider_id=str(pid) if pid else None)
-        detail = r.text[:200].replace("\n", " ")
+        detail = redact(r.text[:200].replace("\n", " "))
         permanent = 400 <= r.status_code < 500 and r.status_code not in (408, 409, 425, 429)
         return SendResult(
             key, "failed", f"{self.name} API HTTP {r.status_code}: {detail}", permanent=permanent

@@ -45,7 +45,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from winback_ml.dispatch._util import address_hash, to_utc_naive
-from winback_ml.dispatch.channels import Channel, OutboundMessage, SendResult, valid_address
+from winback_ml.dispatch.channels import (
+    Channel,
+    OutboundMessage,
+    SendResult,
+    redact,
+    valid_address,
+)
 from winback_ml.dispatch.codes import mark_redeemed_from_events
 from winback_ml.dispatch.policy import (
     apply_stop_rules,
@@ -495,7 +501,9 @@ class Dispatcher:
             except Exception as e:  # a channel bug must not lose the batch: treat as uncertain
                 res = [
                     SendResult(
-                        m.idempotency_key, "uncertain", f"channel raised {type(e).__name__}: {e}"
+                        m.idempotency_key,
+                        "uncertain",
+                        f"channel raised {type(e).__name__}: {redact(str(e))}",
                     )
                     for _, m in items
                 ]
