@@ -175,3 +175,21 @@ def test_profit_budget_curve_and_expected_spend() -> None:
     assert curve["rank"].tolist() == [1, 2]
     assert curve["spend"].tolist() == pytest.approx([2.03, 11.036])
     assert curve["profit"].tolist() == pytest.approx([2.0, 12.0])
+
+
+def test_dry_run_removes_the_scratch_store_when_enrolment_fails(
+    world_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scratch copy holds e-mails and phones: a failing dry run must not leave it behind."""
+    import winback_ml.dispatch.enrol as enrol
+
+    ctx = make_run_context(str(world_folder), "", str(tmp_path / "o"), "r", "")
+    targets = _targets(ctx)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("enrolment failed")
+
+    monkeypatch.setattr(enrol, "enrol_targets", boom)
+    with pytest.raises(RuntimeError, match="enrolment failed"):
+        run_dispatch(ctx, targets, "dry_run")
+    assert not (tmp_path / "o" / "dispatch_dry_run" / "scratch_store.db").exists()

@@ -139,7 +139,14 @@ def _scratch_store(ctx: RunContext, path: Path) -> str:
     url = f"sqlite:///{path}"
     store = Store(url)
     d = ctx.data
-    store.write({"customers": d.customers, "subscriptions": d.subscriptions, "events": d.events})
+    try:
+        store.write(
+            {"customers": d.customers, "subscriptions": d.subscriptions, "events": d.events}
+        )
+    except BaseException:
+        store.dispose()
+        path.unlink(missing_ok=True)  # a half-written copy of contact data: do not keep it
+        raise
     store.dispose()
     return url
 
@@ -218,16 +225,18 @@ def run_dispatch(
         url = ctx.data_source
     now = ctx.as_of.to_pydatetime()
     db = DispatchDB(url)
-    db.create_schema()
-    cid = campaign_id or f"winback-{ctx.as_of:%Y%m%d}"
-    plan = enrol_targets(db, targets, now, config=ctx.config, holdout=holdout, campaign_id=cid)
-    channels = {name: DryRunChannel(out, name) for name in ("email", "sms", "in_app")}
-    report = Dispatcher(db, channels).tick(now)
-    for ch in channels.values():
-        ch.close()
-    db.engine.dispose()
-    if mode == "dry_run":  # the scratch copy holds contact data: do not leave it in the run folder
-        db_path.unlink(missing_ok=True)
+    try:
+        db.create_schema()
+        cid = campaign_id or f"winback-{ctx.as_of:%Y%m%d}"
+        plan = enrol_targets(db, targets, now, config=ctx.config, holdout=holdout, campaign_id=cid)
+        channels = {name: DryRunChannel(out, name) for name in ("email", "sms", "in_app")}
+        report = Dispatcher(db, channels).tick(now)
+        for ch in channels.values():
+            ch.close()
+    finally:
+        db.engine.dispose()
+        if mode == "dry_run":  # the scratch copy holds contact data: never leave it behind
+            db_path.unlink(missing_ok=True)
     keep = [
         c
         for c in (
