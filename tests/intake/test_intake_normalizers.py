@@ -446,6 +446,31 @@ class TestGoogle:
 
 # ------------------------------------------------------------------ CSV
 class TestCSV:
+    @pytest.mark.parametrize(
+        "col,value",
+        [
+            ("price", "bob.smith@example.com"),
+            ("amount", "+1 415 555 0123"),
+            ("event_type", "jane@example.org"),
+            ("source", "+44 20 7946 0958"),
+            ("billing_interval", "x@y.io"),
+            ("status", "call +33 1 23 45 67 89"),
+        ],
+    )
+    def test_bad_values_that_look_like_pii_stay_out_of_the_reason(self, col, value):
+        row = {
+            "event_id": "e1",
+            "occurred_at": "2025-01-01",
+            "customer_id": "c1",
+            "subscription_id": "s1",
+            "event_type": "subscribed",
+            col: value,
+        }
+        (body,) = [b for _, b in split_bodies("csv", csv_export([row]))]
+        with pytest.raises(IntakeError, match=col) as ei:
+            normalize("csv", body)
+        assert value not in str(ei.value) and "redacted" in str(ei.value)
+
     def test_rows_split_and_mapped(self):
         data = csv_export(
             [

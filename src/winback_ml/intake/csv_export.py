@@ -41,6 +41,7 @@ from winback_ml.exceptions import IntakeError
 from winback_ml.intake._common import (
     MAX_BODY_BYTES,
     Normalized,
+    _short,
     from_iso,
     from_unix_seconds,
     make_event,
@@ -113,10 +114,12 @@ def _num(v: str, col: str, row_id: str) -> float:
         x = float(v)
     except ValueError:
         raise IntakeError(
-            f"{P}: row {row_id!r} column '{col}' is {v!r}; expected a number."
+            f"{P}: row {row_id!r} column '{col}' is {_short(v)}; expected a number."
         ) from None
     if x != x or x in (float("inf"), float("-inf")):
-        raise IntakeError(f"{P}: row {row_id!r} column '{col}' is {v!r}; expected a finite number.")
+        raise IntakeError(
+            f"{P}: row {row_id!r} column '{col}' is {_short(v)}; expected a finite number."
+        )
     return x
 
 
@@ -169,11 +172,13 @@ def normalize_csv(body: bytes | str, **_: Any) -> Normalized:
     et = r["event_type"]
     if et not in EVENT_TYPES:
         raise IntakeError(
-            f"{P}: row {eid!r} event_type {et!r}; expected one of {list(EVENT_TYPES)}."
+            f"{P}: row {eid!r} event_type {_short(et)}; expected one of {list(EVENT_TYPES)}."
         )
     source = r.get("source") or "manual"
     if source not in SOURCES:
-        raise IntakeError(f"{P}: row {eid!r} source {source!r}; expected one of {list(SOURCES)}.")
+        raise IntakeError(
+            f"{P}: row {eid!r} source {_short(source)}; expected one of {list(SOURCES)}."
+        )
     ts = _ts(r["occurred_at"], "occurred_at")
     amount = _num(r["amount"], "amount", eid) if r.get("amount") else None
     currency = r.get("currency") or None
@@ -203,7 +208,7 @@ def normalize_csv(body: bytes | str, **_: Any) -> Normalized:
     if r.get("billing_interval"):
         if r["billing_interval"] not in BILLING_INTERVALS:
             raise IntakeError(
-                f"{P}: row {eid!r} billing_interval {r['billing_interval']!r}; expected month/year."
+                f"{P}: row {eid!r} billing_interval {_short(r['billing_interval'])}; expected month/year."
             )
         st["billing_interval"] = r["billing_interval"]
     if r.get("price"):
@@ -214,7 +219,7 @@ def normalize_csv(body: bytes | str, **_: Any) -> Normalized:
     if r.get("status"):
         if r["status"] not in SUBSCRIPTION_STATUSES:
             raise IntakeError(
-                f"{P}: row {eid!r} status {r['status']!r}; expected one of {list(SUBSCRIPTION_STATUSES)}."
+                f"{P}: row {eid!r} status {_short(r['status'])}; expected one of {list(SUBSCRIPTION_STATUSES)}."
             )
         st["status"] = r["status"]
     elif et in _ENDS:
