@@ -69,6 +69,10 @@ def test_context_resolves_parameters_and_refuses_pii(world_folder: Path, tmp_pat
     with pytest.raises(DataContractError, match=r"PII columns \['email'\]"):
         ctx.save_table(ctx.data.customers[["customer_id", "email"]], "leak")
     assert not (tmp_path / "out" / "leak.csv").exists()
+    for outside in ("../escaped", str(tmp_path / "abs"), "tables/../../escaped2"):
+        with pytest.raises(PipelineError, match="outside the run folder"):
+            ctx.save_table(pd.DataFrame({"x": [1]}), outside)
+    assert not list(tmp_path.glob("escaped*")) and not (tmp_path / "abs.csv").exists()
     early = make_run_context(str(world_folder), "2024-06-30", str(tmp_path / "o2"), "r2", "")
     assert early.data.events["occurred_at"].max() <= pd.Timestamp("2024-06-30")
 

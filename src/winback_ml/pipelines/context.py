@@ -307,8 +307,21 @@ class RunContext:
         return self._data
 
     def path(self, name: str) -> Path:
-        """``output_dir / name`` with parent folders created."""
-        p = self.output_dir / name
+        """``output_dir / name`` with parent folders created.
+
+        Raises
+        ------
+        PipelineError
+            ``name`` is absolute or climbs out of ``output_dir`` (``..``):
+            a notebook writes only under its run folder.
+        """
+        p = (self.output_dir / name).resolve()
+        if not p.is_relative_to(self.output_dir.resolve()):
+            raise PipelineError(
+                f"The output name {name!r} points outside the run folder "
+                f"{str(self.output_dir)!r}; notebooks write only under output_dir. Pass a "
+                "relative name such as 'tables/x.csv'."
+            )
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
