@@ -90,3 +90,34 @@ def test_broken_chain(pki):
     b = apple_notification("DID_RENEW", apple_transaction(), pki=mixed)
     with pytest.raises(SignatureError, match=r"x5c\[0\] is not signed by x5c\[1\]"):
         normalize("apple", b, apple_root=pki.root_pem, now=NOW)
+
+
+def test_a_leaf_certificate_cannot_issue_another(pki):
+    # an attacker holding a genuine leaf (not a CA) and its key issues a leaf of their own
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    real_leaf = x509.load_der_x509_certificate(base64.b64decode(pki.x5c[0]))
+    key = ec.generate_private_key(ec.SECP256R1())
+    fake = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Forged Leaf")]))
+        .issuer_name(real_leaf.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2020, 1, 1))
+        .not_valid_after(datetime(2020, 1, 1) + timedelta(days=3650))
+        .sign(pki._key, hashes.SHA256())
+    )
+    forged = TestPKI(
+        root_pem=pki.root_pem,
+        x5c=[base64.b64encode(fake.public_bytes(serialization.Encoding.DER)).decode(), *pki.x5c],
+        _key=key,
+    )
+    b = apple_notification("DID_RENEW", apple_transaction(), pki=forged)
+    with pytest.raises(SignatureError, match=r"x5c\[1\] issues x5c\[0\] but is not a CA"):
+        normalize("apple", b, apple_root=pki.root_pem, now=NOW)

@@ -192,6 +192,18 @@ def verify_jws(
             f"{P}: {what} x5c holds something that is not a DER certificate."
         ) from None
     root_der = root.public_bytes(serialization.Encoding.DER)
+    for i in range(1, len(chain)):
+        # an issuer must be a CA: else anyone holding any leaf certificate under the root
+        # (and its key) could issue a "leaf" of their own and sign notifications with it
+        try:
+            ca = chain[i].extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            ca = False
+        if not ca:
+            raise SignatureError(
+                f"{P}: {what} x5c[{i}] issues x5c[{i - 1}] but is not a CA certificate "
+                "(basicConstraints CA:TRUE missing): forged certificate chain."
+            )
     for i in range(len(chain) - 1):
         try:
             chain[i].verify_directly_issued_by(chain[i + 1])
