@@ -197,7 +197,7 @@ def verify_jws(
         # (and its key) could issue a "leaf" of their own and sign notifications with it
         try:
             ca = chain[i].extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        except x509.ExtensionNotFound:
+        except (x509.ExtensionNotFound, ValueError):  # absent, or unparsable extensions
             ca = False
         if not ca:
             raise SignatureError(
