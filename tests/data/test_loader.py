@@ -343,3 +343,43 @@ def test_as_of_on_synthetic_world_is_consistent():
     # the cut data is itself valid contract data
     assert validate_tables(cut.tables(), typed=True) == []
     assert np.isfinite(len(cut.customers))
+
+
+def _add_events(t: dict, rows: list[tuple[str, str, str]]) -> dict:
+    """Add (event_id, occurred_at, event_type) events of c2's open subscription s2."""
+    extra = pd.DataFrame(
+        {
+            "event_id": [r[0] for r in rows],
+            "occurred_at": [pd.Timestamp(r[1]) for r in rows],
+            "customer_id": "c2",
+            "subscription_id": "s2",
+            "source": "chargebee",
+            "event_type": [r[2] for r in rows],
+            "amount": None,
+            "currency": None,
+            "reason": None,
+            "detail": None,
+        }
+    )
+    t["events"] = pd.concat([t["events"], extra], ignore_index=True)
+    return t
+
+
+def test_as_of_hides_a_future_payment_failure_of_an_open_subscription(tiny):
+    """s2 never ended; it is past_due today because of a failure after as_of."""
+    t = _add_events(tiny, [("x1", "2024-08-01", "payment_failed")])
+    t["subscriptions"].loc[t["subscriptions"]["subscription_id"] == "s2", "status"] = "past_due"
+    s = load_data(t, as_of="2024-06-25").subscriptions.set_index("subscription_id")
+    assert s.loc["s2", "status"] == "active"
+    s = load_data(t, as_of="2024-08-02").subscriptions.set_index("subscription_id")
+    assert s.loc["s2", "status"] == "past_due"
+
+
+def test_as_of_shows_a_failure_recovered_only_later_as_past_due(tiny):
+    t = _add_events(
+        tiny, [("x1", "2024-05-01", "payment_failed"), ("x2", "2024-07-01", "payment_recovered")]
+    )
+    s = load_data(t, as_of="2024-06-01").subscriptions.set_index("subscription_id")
+    assert s.loc["s2", "status"] == "past_due"
+    s = load_data(t, as_of="2024-07-02").subscriptions.set_index("subscription_id")
+    assert s.loc["s2", "status"] == "active"

@@ -800,6 +800,9 @@ def _roll_period_end(started: pd.Series, interval: pd.Series, as_of: pd.Timestam
     return end.where(started.notna())
 
 
+_PAYMENT_EVENTS = ("payment_failed", "payment_recovered", "renewed", "subscribed", "reactivated")
+
+
 def cut_as_of(t: Mapping[str, pd.DataFrame], as_of: Any) -> dict[str, pd.DataFrame]:
     """The tables as they stood at ``as_of``: nothing dated after it is visible.
 
@@ -830,20 +833,23 @@ def cut_as_of(t: Mapping[str, pd.DataFrame], as_of: Any) -> dict[str, pd.DataFra
     req_future = open_ & s["cancel_requested_at"].notna() & (s["cancel_requested_at"] > T)
     s.loc[req_future, "cancel_requested_at"] = pd.NaT
     s.loc[req_future, ["cancel_reason", "cancel_comment"]] = None
-    # status of re-opened subscriptions from the events up to as_of: an unrecovered failure is past_due
-    if later.any() and len(ev):
-        pay = ev[
-            ev["event_type"].isin(
-                ("payment_failed", "payment_recovered", "renewed", "subscribed", "reactivated")
-            )
-        ]
+    # status of open subscriptions from the payment events up to as_of: an unrecovered failure
+    # is past_due. Open ones stored active/past_due are checked too, when a later payment event
+    # shows that their stored status is the future's (failed, or recovered, after as_of).
+    fut_pay = t["events"]
+    fut_pay = fut_pay[(fut_pay["occurred_at"] > T) & fut_pay["event_type"].isin(_PAYMENT_EVENTS)]
+    moved = s["subscription_id"].isin(fut_pay["subscription_id"])
+    redo = later | (open_ & moved & s["status"].isin(("active", "past_due")))
+    if redo.any() and len(ev):
+        pay = ev[ev["event_type"].isin(_PAYMENT_EVENTS)]
         last = (
             pay.sort_values("occurred_at")
             .drop_duplicates("subscription_id", keep="last")
             .set_index("subscription_id")["event_type"]
         )
-        lt = s.loc[later, "subscription_id"].map(last)
-        s.loc[lt[lt == "payment_failed"].index, "status"] = "past_due"
+        lt = s.loc[redo, "subscription_id"].map(last)
+        lt = lt[lt.notna()]
+        s.loc[lt.index, "status"] = np.where(lt == "payment_failed", "past_due", "active")
     # the period end known at as_of
     pe = s["current_period_end"]
     fix = open_ & (pe.isna() | (pe > T))
