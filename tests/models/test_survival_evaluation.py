@@ -111,3 +111,53 @@ def test_compare_models_reports_a_failed_candidate() -> None:
     )
     assert res.chosen == "km" and "bad" in res.failures
     assert "too few events" in res.failures["bad"]
+
+
+CUT = pd.Timestamp("2024-11-01")
+
+
+def _with_interviews(df: pd.DataFrame, seed: int = 5) -> pd.DataFrame:
+    """Interviews answered 30-90 days after the origin (delayed entry), as the return frame."""
+    rng = np.random.default_rng(seed)
+    answered = rng.random(len(df)) < 0.4
+    entry = np.where(answered, rng.uniform(30, 90, len(df)), 0.0)
+    entry[entry >= df["duration_days"].to_numpy(float)] = 0.0  # back before the interview
+    # a few interviews answered exactly at the cutoff of the test below (entry == censored time)
+    tie = np.flatnonzero((df["at"] < CUT - pd.Timedelta(days=31)).to_numpy() & (entry > 0))[:5]
+    entry[tie] = ((CUT - df["at"].iloc[tie]) / pd.Timedelta(days=1)).to_numpy(float)
+    entry[tie] = np.where(entry[tie] < df["duration_days"].iloc[tie], entry[tie], 0.0)
+    return df.assign(
+        entry_days=entry,
+        offer_interest=np.where(entry > 0, "discount", "none"),
+        leave_strength=np.where(entry > 0, 4.0, np.nan),
+    )
+
+
+def test_time_split_resets_entries_learnt_after_the_cutoff() -> None:
+    """Regression (weekly run, sample world): the split shortened durations below the entry
+    (an interview answered after the cutoff), so Cox and Weibull-cure fits refused the rows."""
+    from winback_ml.models.return_model import CoxReturnModel
+
+    df = _with_interviews(_data(n=3000).drop(columns=["_pi", "_lam"]))
+    cut = CUT
+    entered = df["at"] + pd.to_timedelta(df["entry_days"], unit="D")
+    late = (df["at"] < cut) & (df["entry_days"] > 0) & (entered >= cut)
+    assert late.sum() > 20 and ((df["entry_days"] > 0) & (entered == cut)).sum() > 0
+    train, test = time_split(df, cut)
+    pos = train["entry_days"] > 0  # an entry leaves time at risk after it (lifelines needs it)
+    assert (train.loc[pos, "entry_days"] < train.loc[pos, "duration_days"]).all()
+    assert (train.loc[late[late].index, "entry_days"] == 0).all()
+    assert (train.loc[late[late].index, "offer_interest"] == "none").all()
+    assert train.loc[late[late].index, "leave_strength"].isna().all()
+    kept = (df["at"] < cut) & (df["entry_days"] > 0) & ~late
+    assert (train.loc[kept[kept].index, "entry_days"] > 0).all()  # known by the cutoff: kept
+    assert (test["entry_days"] == 0).all() and (test["offer_interest"] == "none").all()
+    res = compare_models(
+        {
+            "cox": CoxReturnModel(entry_col="entry_days"),
+            "cure": WeibullCureReturnModel(),
+        },
+        df,
+        cutoff=cut,
+    )
+    assert res.failures == {} and set(res.models) == {"cox", "cure"}

@@ -157,8 +157,8 @@ def time_split(
 
     A training subject whose event came after the cutoff is censored at the
     cutoff, so the training part uses nothing dated after ``cutoff``. A
-    training row that entered observation after the cutoff (``entry_col``:
-    an interview answered later) loses what it learnt then: its entry goes
+    training row that entered observation at or after the cutoff (``entry_col``:
+    an interview answered then or later) loses what it learnt then: its entry goes
     back to 0 and ``entry_features`` (column -> value when unknown; default
     the interview features ``offer_interest`` -> "none", ``leave_strength``
     -> NaN) are reset. Test rows are predicted from their origin, so their
@@ -180,7 +180,10 @@ def time_split(
     train[event_col] = np.where(after, 0, train[event_col].to_numpy()).astype(int)
     if entry_col in frame.columns:
         reset = dict(ENTRY_FEATURES if entry_features is None else entry_features)
-        late = train[entry_col].to_numpy(float) > train[duration_col].to_numpy(float)
+        # entered at or after the (censored) end: learnt after the cutoff, or no time at risk
+        # left after the entry (lifelines refuses entry >= duration)
+        ent = train[entry_col].to_numpy(float)
+        late = (ent > 0) & (ent >= train[duration_col].to_numpy(float))
         # test rows are predicted from their origin: what was learnt at entry is not known then
         for part, rows in ((train, late), (test, test[entry_col].to_numpy(float) > 0)):
             if rows.any():
