@@ -158,16 +158,17 @@ def test_no_future_data_is_read() -> None:
     early = kpi_outcomes(t, "2025-02-12").set_index("customer_id")
     assert early.attrs["pending"] == 0  # c9 not assigned yet: not even pending
     assert set(early.index) == {f"c{i}" for i in range(1, 9)}
+    # c1 came back on 2025-01-20 and pays again on 2025-02-11, inside its 90-day revenue
+    # horizon: a report as of the evening before must not see that payment, one after must
     late_event = pd.DataFrame(
-        [("e_x", T("2025-02-11"), "c4", "s_c4", "reactivated", 10.0, None)],
+        [("e_x", T("2025-02-11"), "c1", "s2_c1", "renewed", 50.0, None)],
         columns=t["events"].columns,
     )
     t2 = dict(t, events=pd.concat([t["events"], late_event], ignore_index=True))
-    # an event after as_of does not exist for a report as of before it
-    before = kpi_outcomes(t2, "2025-02-10T23:00:00")
-    assert (
-        before["reactivated"].sum() == kpi_outcomes(t, "2025-02-10T23:00:00")["reactivated"].sum()
-    )
+    before = kpi_outcomes(t2, "2025-02-10T23:00:00").set_index("customer_id")
+    assert before.loc["c1", "revenue"] == pytest.approx(50.0)  # the return payment only
+    after = kpi_outcomes(t2, "2025-02-11T01:00:00").set_index("customer_id")
+    assert after.loc["c1", "revenue"] == pytest.approx(100.0)
 
 
 def test_weekly_trend_frame() -> None:
