@@ -360,6 +360,21 @@ def test_a_bug_parks_the_body_instead_of_crashing(url, monkeypatch):
     assert o.status == "dead_lettered" and o.kind == "internal" and "RuntimeError: bug" in o.reason
 
 
+def test_an_internal_error_reason_holds_no_address(url, monkeypatch):
+    import winback_ml.intake.ledger as ledger_mod
+
+    def boom(*a, **k):
+        raise ValueError("could not parse 'jane.doe@example.com' or '+1 415 555 0123' (row 12)")
+
+    monkeypatch.setattr(ledger_mod, "normalize", boom)
+    o = IntakeLedger(url).ingest("stripe", b'{"id": "evt_pii"}')
+    assert o.kind == "internal" and "ValueError: could not parse" in o.reason
+    assert "jane.doe" not in o.reason and "555" not in o.reason and "row 12" in o.reason
+    with IntakeLedger(url).engine.connect() as conn:
+        stored = conn.execute(sa.select(dead_letters_table.c.error)).scalars().all()
+    assert stored and not any("example.com" in e for e in stored)
+
+
 def test_existing_store_rows_are_the_baseline(tmp_path):
     """A store loaded from a world: intake updates one subscription and keeps the rest."""
     from winback_ml.data.store import Store

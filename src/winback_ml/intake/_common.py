@@ -271,6 +271,19 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 _PII_LIKE = re.compile(r"@|\+?\d[\d\s().-]{6,}\d")
 
 
+_PII_IN_TEXT = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+|\+?\d[\d\s().-]{6,}\d")
+
+
+def redact_text(text: str) -> str:
+    """Free text (an exception message) with e-mail addresses and phone-like numbers removed."""
+
+    def sub(m: re.Match[str]) -> str:
+        t = m.group(0)
+        return "<redacted>" if "@" in t or sum(ch.isdigit() for ch in t) >= 7 else t
+
+    return _PII_IN_TEXT.sub(sub, text)
+
+
 def _short(v: Any) -> str:
     """A value for an error message: short, and never what could be PII (PII stays out of logs)."""
     if isinstance(v, (dict, list)):

@@ -88,7 +88,12 @@ import sqlalchemy as sa
 from winback_ml.data.contract import ENDED_STATUSES, TABLES
 from winback_ml.data.store import Store
 from winback_ml.exceptions import IntakeError, SignatureError
-from winback_ml.intake._common import MAX_BODY_BYTES, PROVIDER_SOURCE, Normalized
+from winback_ml.intake._common import (
+    MAX_BODY_BYTES,
+    PROVIDER_SOURCE,
+    Normalized,
+    redact_text,
+)
 from winback_ml.intake.normalize import check_provider, normalize, split_bodies
 from winback_ml.intake.stripe import verify_stripe_signature
 
@@ -609,7 +614,11 @@ class IntakeLedger:
                     return self.process(inbox_id, _retried=True)
             return out
         except Exception as e:  # a bug must not lose the body: park it with the reason
-            msg = f"{provider}: internal error while processing ({type(e).__name__}: {e})."
+            # the exception text may quote the body (an address): keep PII out of the reason
+            msg = (
+                f"{provider}: internal error while processing "
+                f"({type(e).__name__}: {redact_text(str(e))})."
+            )
             return self._dead_letter(inbox_id, provider, body, label, msg, "internal", n)
 
     # ------------------------------------------------------------------ apply
