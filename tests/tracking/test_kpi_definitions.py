@@ -241,3 +241,21 @@ def test_missing_campaign_tables_are_said_not_guessed() -> None:
     assert (
         rep.summary.set_index(["kpi", "group"]).loc[("resubscription_rate", "all"), "met"] is None
     )
+
+
+def test_as_of_later_than_the_loaded_data_is_refused() -> None:
+    from winback_ml.data.loader import ContractData
+
+    t = _tiny()
+    data = ContractData(
+        customers=pd.DataFrame(),
+        subscriptions=t["subscriptions"],
+        events=t["events"][t["events"]["occurred_at"] <= T("2025-02-12")],
+        campaigns=t["campaigns"],
+        campaign_arms=t["campaign_arms"],
+        campaign_assignments=t["campaign_assignments"],
+        as_of=T("2025-02-12"),
+    )
+    with pytest.raises(DataContractError, match="loaded as of 2025-02-12"):
+        kpi_report(data, AS_OF)
+    assert kpi_report(data, "2025-02-12").as_of == T("2025-02-12")

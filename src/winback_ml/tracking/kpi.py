@@ -153,7 +153,15 @@ def _tables(data: Any) -> tuple[dict[str, pd.DataFrame], pd.Timestamp | None]:
 
 def _resolve_as_of(tables: dict[str, pd.DataFrame], as_of: Any, data_as_of: Any) -> pd.Timestamp:
     if as_of is not None:
-        return pd.Timestamp(as_of)
+        ts = pd.Timestamp(as_of)
+        if data_as_of is not None and ts > pd.Timestamp(data_as_of):
+            raise DataContractError(
+                f"KPIs as of {ts} were asked of data loaded as of {pd.Timestamp(data_as_of)}: "
+                "what happened in between is not in the data, so windows would close with "
+                "their returns missing. Fix: pass as_of no later than the data's, or load the "
+                "data with load_data(source, as_of=...) at the report date."
+            )
+        return ts
     if data_as_of is not None:
         return pd.Timestamp(data_as_of)
     return tables["events"]["occurred_at"].max().normalize() + pd.Timedelta(days=1)
