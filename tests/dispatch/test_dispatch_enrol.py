@@ -46,6 +46,18 @@ def test_bad_targets_raise_one_error_naming_column_rows_and_fix(store_factory):
         enrol_targets(store, t.drop(columns=["channel"]), T0)
 
 
+@pytest.mark.parametrize("months", ["inf", 1.5, -1])
+def test_discount_months_must_be_a_whole_number(months):
+    from winback_ml.dispatch.enrol import validate_targets
+
+    t = make_targets(["c0", "c1"])
+    t["discount_months"] = t["discount_months"].astype(object)
+    t.loc[1, "discount_months"] = months
+    with pytest.raises(DataContractError, match=r"targets\.discount_months") as e:
+        validate_targets(t)
+    assert "c1" in str(e.value) and "c0" not in str(e.value).split("discount_months")[1]
+
+
 def test_unknown_customers_are_refused(store_factory):
     store = store_factory(2)
     with pytest.raises(DataContractError, match="not in the store's customers"):

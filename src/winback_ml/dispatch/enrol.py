@@ -259,8 +259,9 @@ def validate_targets(targets: pd.DataFrame) -> pd.DataFrame:
     months = pd.to_numeric(t["discount_months"], errors="coerce")
     bad(
         "discount_months",
-        months.isna() | (months < 0),
-        "discount_months not a number >= 0",
+        # inf or 1.5 would crash or be truncated by the int cast below
+        months.isna() | (months < 0) | ~np.isfinite(months) | (months % 1 != 0),
+        "discount_months not an integer >= 0",
         "give an integer >= 0",
     )
     days = pd.to_numeric(t["days_lapsed"], errors="coerce")
