@@ -313,3 +313,18 @@ def test_data_and_as_of_cannot_be_set_for_one_step(tmp_path: Path, events_folder
     assert not runs.exists()
     plan = plan_run(p, {"data": str(events_folder), "as_of": "2025-05-01"}, runs_dir=runs)
     assert plan.step_parameters["a"]["as_of"] == "2025-05-01"
+
+
+def test_failure_record_masks_url_passwords(tmp_path: Path) -> None:
+    nb = json.loads((FIX / "broken_step.ipynb").read_text())
+    nb["cells"][3]["source"] = 'raise RuntimeError("cannot reach postgresql://app:s3cret@db/x")'
+    (tmp_path / "leaky.ipynb").write_text(json.dumps(nb))
+    p = tmp_path / "pl.yaml"
+    p.write_text("name: lk\nsteps:\n - {name: b, notebook: leaky.ipynb}\n")
+    plan = plan_run(p, runs_dir=tmp_path / "runs", run_id="r", check_data=False)
+    m = execute_plan(plan, progress=False, report=True)
+    err = m["steps"][0]["error"]
+    assert err["ename"] == "RuntimeError" and "app:***@db" in err["evalue"]
+    run_dir = tmp_path / "runs" / "lk" / "r"
+    for name in ("manifest.json", "report.html"):
+        assert "s3cret" not in (run_dir / name).read_text()

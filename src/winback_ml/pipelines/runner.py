@@ -439,7 +439,6 @@ def execute_plan(
     else ``"failed"``. The run never raises for a failing step.
     """
     import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
 
     console = None
     if progress:
@@ -536,12 +535,9 @@ def execute_plan(
                     start_timeout=start_timeout,
                 )
             entry["status"] = "ok"
-        except PapermillExecutionError as e:
+        except Exception as e:  # a cell raised, the kernel died or cannot start: record, go on
             entry["status"] = "failed"
-            entry["error"] = _failure_details(out_nb, e)
-        except Exception as e:  # kernel died, cannot start, ...: record, keep going
-            entry["status"] = "failed"
-            entry["error"] = _failure_details(out_nb, e)
+            entry["error"] = redact(_failure_details(out_nb, e))  # no URL passwords in records
         entry["duration_s"] = round(time.perf_counter() - st, 3)
         entry["finished_at"] = _utcnow()
         status[s.name] = entry["status"]
