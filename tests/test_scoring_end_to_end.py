@@ -127,3 +127,18 @@ def test_inconsistent_config_is_refused(world, tmp_path):
 def test_targets_have_no_pii_columns():
     pii = {c.name for t in TABLES.values() for c in t.columns if c.pii}
     assert not pii & set(TARGET_COLUMNS) and not pii & set(CHURN_RISK_COLUMNS)
+
+
+def test_run_date_with_an_offset_is_utc_and_a_bad_one_is_refused():
+    """An as_of with a UTC offset used to crash (tz-aware vs naive frames); a bad one
+    raised a pandas parse error the CLI did not catch."""
+    from winback_ml.data.synthetic import make_world
+
+    w = make_world(400, seed=3)
+    a = build_plan(w.tables, "2025-10-31T02:00:00+02:00", None)
+    b = build_plan(w.tables, "2025-10-31", None)
+    assert a.as_of == pd.Timestamp("2025-10-31") and a.as_of.tzinfo is None
+    pd.testing.assert_frame_equal(a.targets, b.targets)
+    for bad in ("not-a-date", ""):
+        with pytest.raises(ConfigError, match="as_of .* is not a date"):
+            build_plan(w.tables, bad, None)

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from winback_ml.config import BusinessConfig, Offer, load_config
-from winback_ml.exceptions import WinbackError
+from winback_ml.exceptions import ConfigError, WinbackError
 
 __all__ = [
     "ScoreResult",
@@ -131,6 +131,26 @@ def _first_consented(cohort: pd.DataFrame, cfg: BusinessConfig) -> list[str | No
     return out
 
 
+def _run_date(as_of: Any) -> pd.Timestamp | None:
+    """``as_of`` as a tz-naive UTC timestamp (an offset is converted), or a clear error."""
+    from winback_ml.data.loader import to_timestamp
+
+    if as_of is None:
+        return None
+    try:
+        ts = to_timestamp(as_of)
+    except (ValueError, TypeError) as e:
+        ts, err = pd.NaT, e
+    else:
+        err = None
+    if pd.isna(ts):
+        raise ConfigError(
+            f"as_of {as_of!r} is not a date ({err or 'empty'}). "
+            "Fix: give an ISO-8601 date or timestamp, e.g. --as-of 2025-12-31."
+        )
+    return ts
+
+
 def _tic(timings: dict[str, float], key: str, t0: float) -> float:
     t = time.perf_counter()
     timings[key] = round(t - t0, 3)
@@ -162,8 +182,9 @@ def build_plan(
     timings: dict[str, float] = {}
     notes: list[str] = []
     t0 = time.perf_counter()
+    as_of = _run_date(as_of)
     cd = data if isinstance(data, ContractData) else load_data(data, as_of=as_of)
-    T = pd.Timestamp(as_of) if as_of is not None else cd.as_of
+    T = as_of if as_of is not None else cd.as_of
     if T is None:
         T = cd.events["occurred_at"].max()
         notes.append(f"as_of not given: using the latest event time {T}.")
