@@ -247,6 +247,14 @@ def test_sms_stop_withdraws_consent_and_start_restores(store_factory, http_serve
     assert left == 0
 
 
+@pytest.mark.parametrize("body", ["STOP\nthanks", "Stop\tplease", "\n stop.\n"])
+def test_sms_stop_after_any_whitespace(store_factory, body):
+    db = DispatchDB(_setup(store_factory, 1))
+    reply = handle_inbound_sms(db, "+4915100000000", body, at=T0)
+    assert reply is not None and "unsubscribed" in reply
+    assert handle_inbound_sms(db, "+4915100000000", "\n\t ") is None
+
+
 def test_consent_withdrawn_in_customers_skips_at_send_time(store_factory, smtp_server):
     store = _setup(store_factory, 2)
     cust = store.table("customers")

@@ -332,7 +332,8 @@ def handle_inbound_sms(
     Returns the reply to send back (carriers expect a confirmation), or None
     when the message is neither. An unknown number is still suppressed (by hash).
     """
-    word = (body or "").strip().split(" ")[0].upper().strip(".!")
+    words = (body or "").split()  # any whitespace: "STOP\nthanks" is a STOP too
+    word = words[0].upper().strip(".!") if words else ""
     if word not in STOP_KEYWORDS and word not in START_KEYWORDS:
         return None
     db.create_schema()
