@@ -63,6 +63,25 @@ def test_post_return_tenures_from_episodes():
     assert "c" not in t.index  # never returned
 
 
+def test_post_return_tenures_ignore_what_came_after_as_of():
+    """Episodes built at a later date must give the tenures known at as_of (no negative
+    months, no lapse-again seen from the future)."""
+    ep = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "d"],
+            "lapse_number": [1, 2, 1, 1],
+            "ended_at": pd.to_datetime(["2025-01-01", "2025-09-01", "2025-05-01", "2025-08-01"]),
+            "returned": [True, False, True, True],
+            "returned_at": pd.to_datetime(["2025-02-01", None, "2025-08-01", "2025-08-15"]),
+        }
+    )
+    t = post_return_tenures(ep, AS_OF).set_index("customer_id")
+    assert list(t.index) == ["a"]  # b returned, d lapsed after as_of
+    assert not t.loc["a", "lapsed_again"]  # its second lapse is after as_of: censored
+    assert t.loc["a", "months"] == int((AS_OF - pd.Timestamp("2025-02-01")).days // MONTH_DAYS)
+    assert (t["months"] >= 0).all()
+
+
 def test_survival_recovers_hazard_and_bump():
     base = _simulate_tenures(3000, 0.06, 1)
     disc = _simulate_tenures(1500, 0.06, 2, bump=3.0, disc_months=3)

@@ -73,7 +73,8 @@ def post_return_tenures(episodes: pd.DataFrame, as_of: Any) -> pd.DataFrame:
     Parameters
     ----------
     episodes : DataFrame
-        :func:`winback_ml.cohort.build_lapse_episodes` output.
+        :func:`winback_ml.cohort.build_lapse_episodes` output; lapses and
+        returns dated after ``as_of`` are ignored.
     as_of : timestamp
 
     Returns
@@ -84,8 +85,11 @@ def post_return_tenures(episodes: pd.DataFrame, as_of: Any) -> pd.DataFrame:
         ``lapsed_again`` (bool).
     """
     T = pd.Timestamp(as_of)
-    e = episodes.sort_values(["customer_id", "lapse_number"], kind="mergesort")
-    ret = e[e["returned"].astype(bool)][["customer_id", "lapse_number", "returned_at"]]
+    # episodes built at a later date: what happened after as_of is not known at as_of
+    e = episodes[episodes["ended_at"] <= T].copy()
+    e["returned"] = e["returned"].astype(bool) & (e["returned_at"] <= T)
+    e = e.sort_values(["customer_id", "lapse_number"], kind="mergesort")
+    ret = e[e["returned"]][["customer_id", "lapse_number", "returned_at"]]
     nxt = e[["customer_id", "lapse_number", "ended_at"]].assign(
         lapse_number=lambda d: d["lapse_number"] - 1
     )
