@@ -179,6 +179,22 @@ def test_delayed_entry_removes_immortal_time_bias() -> None:
     assert err_entry < 0.04 and err_entry < err_naive
 
 
+def test_cox_delayed_entry_leaves_out_rows_entered_at_their_end() -> None:
+    """lifelines refuses entry >= duration; such rows have no time at risk. They used to fail
+    the fit with a misleading 'did not converge ... drop collinear features' error."""
+    from winback_ml.models.return_model import CoxReturnModel
+
+    X, _ = _cure_data(n=3000, seed=4)
+    d = X["duration_days"].to_numpy(float)
+    entry = np.where(np.random.default_rng(5).random(len(X)) < 0.2, np.minimum(20.0, d), 0.0)
+    Xt = X.assign(entry_days=entry)
+    tied = int(((entry > 0) & (entry >= d)).sum())
+    assert tied > 0
+    m = CoxReturnModel(entry_col="entry_days").fit(Xt)
+    assert any(f"{tied} row(s) enter observation at their end" in w for w in m.fit_warnings_)
+    assert np.isfinite(m.expected_return_probability(X.assign(days_lapsed=0.0), 30)).all()
+
+
 def test_km_by_reason_matches_lifelines() -> None:
     from lifelines import KaplanMeierFitter
 

@@ -172,6 +172,15 @@ class CoxSurvival(SurvivalModel):
         entry = _entry_days(self, X, df["_T"].to_numpy())
         use_entry = bool((entry > 0).any())
         if use_entry:
+            # entered at its end: no time at risk, nothing for the partial likelihood (and
+            # lifelines refuses entry >= duration)
+            empty = (entry > 0) & (entry >= df["_T"].to_numpy())
+            if empty.any():
+                self._warn(
+                    f"{type(self).__name__}: {int(empty.sum())} row(s) enter observation at their "
+                    f"end ({self.entry_col} == {self.duration_col}); no time at risk, left out."
+                )
+                df, entry = df.loc[~empty].reset_index(drop=True), entry[~empty]
             df["_W"] = entry
         from lifelines.exceptions import ConvergenceWarning
 
