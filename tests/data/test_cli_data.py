@@ -54,6 +54,9 @@ def test_validate_ok_and_as_of(tmp_path):
     assert "meets the data contract" in r.stdout
     r = run("validate", str(d), "--as-of", "2024-06-25")
     assert r.returncode == 0 and "As of 2024-06-25" in r.stdout
+    r = run("validate", str(d), "--as-of", "last tuesday")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "'last tuesday' is not an ISO-8601 date" in r.stderr
 
 
 def test_validate_reports_every_violation_and_exits_1(tmp_path):

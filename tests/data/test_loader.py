@@ -383,3 +383,12 @@ def test_as_of_shows_a_failure_recovered_only_later_as_past_due(tiny):
     assert s.loc["s2", "status"] == "past_due"
     s = load_data(t, as_of="2024-07-02").subscriptions.set_index("subscription_id")
     assert s.loc["s2", "status"] == "active"
+
+
+@pytest.mark.parametrize("bad", ["", "last tuesday", float("nan")])
+def test_as_of_that_is_not_a_date_is_refused(tiny, bad):
+    """An empty as_of used to become NaT and the cut silently hid every row."""
+    from winback_ml.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="ISO-8601"):
+        load_data(tiny, as_of=bad)

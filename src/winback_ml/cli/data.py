@@ -26,11 +26,11 @@ def validate(
 ) -> None:
     """Check DATA against the data contract: exit 0 when valid, else exit 1 with every violation."""
     from winback_ml.data.loader import load_data
-    from winback_ml.exceptions import DataContractError
+    from winback_ml.exceptions import ConfigError, DataContractError
 
     try:
         d = load_data(data, as_of=as_of)
-    except DataContractError as e:
+    except (DataContractError, ConfigError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(1) from None
     rows = ", ".join(f"{k}={v}" for k, v in d.summary().items())

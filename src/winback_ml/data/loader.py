@@ -54,7 +54,7 @@ from winback_ml.data.contract import (
     Table,
     Violation,
 )
-from winback_ml.exceptions import DataContractError
+from winback_ml.exceptions import ConfigError, DataContractError
 
 __all__ = [
     "ContractData",
@@ -195,8 +195,26 @@ def _read_sql(url: str) -> dict[str, pd.DataFrame]:
 
 
 def to_timestamp(value: Any) -> pd.Timestamp:
-    """A date or timestamp as a tz-naive UTC :class:`pandas.Timestamp`."""
-    ts = pd.Timestamp(value)
+    """A date or timestamp as a tz-naive UTC :class:`pandas.Timestamp`.
+
+    Raises
+    ------
+    ConfigError
+        ``value`` is empty or not a date (a ``ValueError`` too). An empty
+        string used to become ``NaT``, and a cut at ``NaT`` hid every row.
+    """
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(
+            f"The date {value!r} is not an ISO-8601 date or timestamp ({e}). "
+            "Fix: pass e.g. 2025-12-31 or 2025-12-31T06:00:00."
+        ) from e
+    if pd.isna(ts):
+        raise ConfigError(
+            f"The date {value!r} is empty. Fix: pass an ISO-8601 date such as 2025-12-31 "
+            "(or no as_of at all to see everything)."
+        )
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts
@@ -922,6 +940,8 @@ def load_data(
     ------
     DataContractError
         With every violation at once (``err.violations``).
+    ConfigError
+        ``as_of`` is empty or not a date (checked before anything is read).
 
     Examples
     --------
@@ -929,6 +949,7 @@ def load_data(
     >>> data = load_data("data/sample", as_of="2025-12-31")  # doctest: +SKIP
     >>> data.subscriptions.status.value_counts()  # doctest: +SKIP
     """
+    ts = to_timestamp(as_of) if as_of is not None else None  # a bad date fails before reading
     if isinstance(source, ContractData):
         raw: dict[str, pd.DataFrame] = source.tables()
         desc = source.source or "<ContractData>"
@@ -957,9 +978,7 @@ def load_data(
     ):
         raise DataContractError(format_violations(violations, desc), violations)
     _finalise_dtypes(typed)
-    ts = None
-    if as_of is not None:
-        ts = to_timestamp(as_of)
+    if ts is not None:
         typed = cut_as_of(typed, ts)
     missing = [n for n in OPTIONAL_TABLES if n not in typed]
     return ContractData(**typed, as_of=ts, missing=missing, source=desc)
