@@ -91,6 +91,9 @@ def test_store_load_refuses_bad_data_and_keeps_what_is_stored(tmp_path):
     out = tmp_path / "export"
     assert run("store", "export", str(out), "--store", url).returncode == 0
     assert run("validate", str(out)).returncode == 0
+    r = run("store", "export", str(tmp_path / "x"), "--store", url, "--format", "xlsx")
+    assert r.returncode == 2 and "--format must be csv or parquet" in r.stderr
+    assert not (tmp_path / "x").exists()  # not CSV files under another name
 
 
 @pytest.mark.slow

@@ -97,6 +97,11 @@ def store_export(
     """Export the stored contract tables to a folder."""
     from winback_ml.data.store import Store
 
+    if fmt not in ("csv", "parquet"):
+        typer.echo(
+            f"error: --format must be csv or parquet. Got {fmt!r}; nothing was written.", err=True
+        )
+        raise typer.Exit(2)
     d = Store(store).read()
     out.mkdir(parents=True, exist_ok=True)
     for name, df in d.tables().items():
