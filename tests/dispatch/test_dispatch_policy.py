@@ -323,3 +323,31 @@ def test_a_code_seen_by_intake_stops_the_sequence_at_the_next_tick(store_factory
     st = _states(store)
     assert set(st.query("customer_id == 'c0' and step_name != 'intro'")["state"]) == {"cancelled"}
     assert set(st.query("customer_id == 'c1' and step_name != 'intro'")["state"]) == {"pending"}
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ("quiet_hours: {start: 21:00, end: '09:00'}", "quote it in YAML"),  # YAML reads 1260
+        ("quiet_hours: {start: '25:00', end: '09:00'}", "quiet_hours.start"),
+        ("quiet_hours: {start: '21:00'}", "quiet_hours must be"),
+        ("default_timezone: Mars/Olympus", "not an IANA time zone"),
+        ("frequency_cap: {per_day: -1, per_week: 3}", "frequency_cap.per_day"),
+    ],
+)
+def test_bad_settings_fail_at_load_not_at_the_first_tick(tmp_path, settings, match):
+    from winback_ml.exceptions import ConfigError
+
+    p = tmp_path / "seq.yaml"
+    p.write_text(
+        f"settings:\n  {settings}\nsequences:\n"
+        "  - id: s\n    steps:\n      - {name: a, day: 0, channel: email, template: intro}\n"
+    )
+    with pytest.raises(ConfigError, match=match):
+        load_sequences(p)
+    ok = (
+        "settings:\n  quiet_hours: {start: '21:00', end: '09:00'}\n"
+        + p.read_text().split("\n", 2)[2]
+    )
+    p.write_text(ok)
+    assert load_sequences(p).settings.quiet_hours == {"start": "21:00", "end": "09:00"}

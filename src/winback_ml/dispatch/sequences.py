@@ -16,10 +16,12 @@ the name); every channel is one of ``email sms in_app``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -77,6 +79,9 @@ class Sequence:
         return [(i, s) for i, s in enumerate(self.steps) if s.channel in allowed]
 
 
+_HM = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
 @dataclass
 class DispatchSettings:
     """Operational settings of dispatch (the ``settings`` block of a sequences file)."""
@@ -113,6 +118,37 @@ class DispatchSettings:
             )
         if self.lease_seconds <= 0:
             raise ConfigError(f"settings.lease_seconds must be > 0. Got {self.lease_seconds}.")
+        # checked here, not at the first tick (where a bad value crashed every send)
+        if self.quiet_hours is not None:
+            q = self.quiet_hours
+            if not isinstance(q, dict) or set(q) != {"start", "end"}:
+                raise ConfigError(
+                    f"settings.quiet_hours must be null or {{start: 'HH:MM', end: 'HH:MM'}}. Got {q!r}."
+                )
+            for k in ("start", "end"):
+                m = _HM.match(str(q[k])) if isinstance(q[k], str) else None
+                if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+                    raise ConfigError(
+                        f"settings.quiet_hours.{k} must be a 'HH:MM' string. Got {q[k]!r}. "
+                        "Fix: quote it in YAML (unquoted 21:00 is read as the number 1260)."
+                    )
+        try:
+            ZoneInfo(str(self.default_timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"settings.default_timezone {self.default_timezone!r} is not an IANA time zone. "
+                "Fix: use a name like 'UTC' or 'Europe/Berlin'."
+            ) from None
+        cap = self.frequency_cap or {}
+        if not isinstance(cap, dict) or set(cap) - {"per_day", "per_week"}:
+            raise ConfigError(
+                f"settings.frequency_cap must be {{per_day: n, per_week: n}}. Got {cap!r}."
+            )
+        for k, v in cap.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(
+                    f"settings.frequency_cap.{k} must be an integer >= 0 (0: no cap). Got {v!r}."
+                )
 
 
 @dataclass
