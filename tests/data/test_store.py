@@ -116,3 +116,21 @@ def test_default_url_is_under_data(monkeypatch, tmp_path):
     monkeypatch.delenv("WINBACK_STORE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     assert Store().url == f"sqlite:///{tmp_path.resolve()}/data/winback.db"
+
+
+def test_replacing_some_tables_cannot_leave_the_others_dangling(store):
+    """A new export without the optional tables must not be mixed with the stored ones."""
+    t = tiny_tables()
+    store.write(t)
+    other = {k: t[k].copy() for k in ("customers", "subscriptions", "events")}
+    for df in other.values():
+        df["customer_id"] = "n_" + df["customer_id"]
+    other["subscriptions"]["subscription_id"] = "n_" + other["subscriptions"]["subscription_id"]
+    other["events"]["subscription_id"] = "n_" + other["events"]["subscription_id"]
+    before = store.read()
+    with pytest.raises(DataContractError, match="would leave the stored tables"):
+        store.write(other)
+    after = store.read()
+    for name, df in before.tables().items():
+        pd.testing.assert_frame_equal(after.table(name), df)
+    store.write(t)  # the whole export again: fine

@@ -172,7 +172,9 @@ class Store:
                 "Store.write got data cut as of a date; store the full history (load without as_of)."
             )
         tables = cd.tables()
-        if not replace:
+        if replace:
+            self._check_kept_tables(tables)
+        else:
             # validate the union of what is stored and what comes, so references hold
             stored = self.read(validate=False).tables() if self.exists() else {}
             union = {
@@ -201,6 +203,33 @@ class Store:
                     conn.execute(tbl.insert(), records[i : i + 50_000])
                 written[name] = len(records)
         return written
+
+    def _check_kept_tables(self, tables: Mapping[str, pd.DataFrame]) -> None:
+        """Refuse a replacing write that would leave stored tables pointing at rows now gone.
+
+        The stored contract tables not given (``usage``, ``campaign_assignments``, ...) stay;
+        they must still hold with the new tables (a folder without campaigns loaded over the
+        sample world would otherwise leave the sample's campaigns behind).
+        """
+        if not self.exists():
+            return
+        others = (set(self.table_names()) & set(TABLES)) - set(tables)
+        if not others:
+            return
+        stored = self.read(validate=False).tables()
+        kept = {n: stored[n] for n in sorted(others) if n in stored and len(stored[n])}
+        if not kept:
+            return
+        try:
+            load_data({**tables, **kept})
+        except DataContractError as e:
+            raise DataContractError(
+                f"Replacing {sorted(tables)} would leave the stored tables {sorted(kept)} "
+                "breaking the contract with the new rows; nothing was written. Fix: load those "
+                "tables too (from the same export), or write into a new store.\n"
+                + format_violations(e.violations),
+                e.violations,
+            ) from e
 
     def read(self, as_of: Any = None, *, validate: bool = True) -> ContractData:
         """All stored contract tables as :class:`ContractData` (optionally cut as of a date)."""
