@@ -328,3 +328,18 @@ def test_failure_record_masks_url_passwords(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "lk" / "r"
     for name in ("manifest.json", "report.html"):
         assert "s3cret" not in (run_dir / name).read_text()
+
+
+def test_existing_run_folder_is_refused_before_the_sample_store_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import winback_ml.data.sample as sample
+
+    built = []
+    monkeypatch.setattr(sample, "ensure_sample_store", lambda *a, **k: built.append(1))
+    monkeypatch.setenv("WINBACK_STORE_URL", f"sqlite:///{tmp_path}/store.db")
+    p = _pipeline(tmp_path, "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb}\n")
+    (tmp_path / "runs" / "x" / "r").mkdir(parents=True)
+    with pytest.raises(PipelineError, match="never overwritten"):
+        plan_run(p, {"data": "sample"}, runs_dir=tmp_path / "runs", run_id="r")
+    assert built == []  # a refused run spends no time building data

@@ -299,9 +299,6 @@ def plan_run(
                 if key in declared.get(s.name, {}):
                     run_params[key] = declared[s.name][key].default
                     break
-    if check_data:
-        _check_data_and_as_of(run_params, problems)
-
     runs_root = Path(runs_dir).resolve() if runs_dir else default_runs_dir()
     run_dir = runs_root / pl.name / run_id
     if run_dir.exists():
@@ -309,6 +306,8 @@ def plan_run(
             f"The run folder {str(run_dir)!r} already exists; runs are never overwritten. "
             "Pass another --run-id (or none: the default is a new timestamp)."
         )
+    if check_data:  # last: the sample store is only built when nothing else is wrong
+        _check_data_and_as_of(run_params, problems)
 
     step_params: dict[str, dict[str, Any]] = {}
     for s in pl.steps:
