@@ -236,3 +236,30 @@ def test_serve_command_answers_on_loopback(tmp_path, store):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_bad_apple_root_fails_at_start_not_per_payload(tmp_path):
+    from winback_ml.exceptions import IntakeError
+    from winback_ml.intake import IntakeLedger
+
+    store = f"sqlite:///{tmp_path}/r.db"
+    body = tmp_path / "a.json"
+    body.write_bytes(apple_notification("DID_RENEW", apple_transaction()))
+    not_cert = tmp_path / "root.cer"
+    not_cert.write_bytes(b"not a certificate")
+    for root in (tmp_path / "missing.cer", not_cert):
+        r = runner.invoke(
+            app, ["intake", "apple", str(body), "--store", store, "--apple-root", str(root)]
+        )
+        assert r.exit_code == 2 and "apple_root" in r.output, r.output
+        with pytest.raises(IntakeError, match="apple_root"):
+            IntakeLedger(store, apple_root=root)
+    # a good root is loaded once and verifies
+    pki = TestPKI.create()
+    good = tmp_path / "good.pem"
+    good.write_bytes(pki.root_pem)
+    body.write_bytes(apple_notification("DID_RENEW", apple_transaction(), pki=pki))
+    r = runner.invoke(
+        app, ["intake", "apple", str(body), "--store", store, "--apple-root", str(good)]
+    )
+    assert r.exit_code == 0 and _counts(r.output)["accepted"] == 1, r.output

@@ -52,10 +52,14 @@ _APPLE_ROOT = typer.Option(
 
 
 def _ledger(store: str | None, apple_root: Path | None = None, stripe_secret: str | None = None):  # noqa: ANN202
+    from winback_ml.exceptions import IntakeError
     from winback_ml.intake.ledger import IntakeLedger
 
-    root = apple_root.read_bytes() if apple_root else None
-    return IntakeLedger(store, apple_root=root, stripe_secret=stripe_secret)
+    try:
+        return IntakeLedger(store, apple_root=apple_root, stripe_secret=stripe_secret)
+    except IntakeError as e:  # e.g. --apple-root missing or not a certificate
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @intake_app.command("ingest")

@@ -147,7 +147,13 @@ def load_root_certificate(source: Any) -> Any:
     if isinstance(source, x509.Certificate):
         return source
     if isinstance(source, (str, Path)):
-        data = Path(source).read_bytes()
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise IntakeError(
+                f"{P}: apple_root {str(source)!r} cannot be read ({type(e).__name__}). "
+                "Fix: pass the path of AppleRootCA-G3.cer."
+            ) from None
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:

@@ -94,6 +94,7 @@ from winback_ml.intake._common import (
     Normalized,
     redact_text,
 )
+from winback_ml.intake.apple import load_root_certificate
 from winback_ml.intake.normalize import check_provider, normalize, split_bodies
 from winback_ml.intake.stripe import verify_stripe_signature
 
@@ -356,7 +357,8 @@ class IntakeLedger:
         ``<cwd>/data/winback.db``).
     apple_root : bytes or path, optional
         Apple's root certificate; without it Apple payloads are stored
-        ``unverified``.
+        ``unverified``. Loaded at construction: a path that cannot be read or
+        a file that is not a certificate raises :class:`IntakeError`.
     stripe_secret : str, optional
         Stripe endpoint secret; when set, bodies that come with headers (the
         receiver) must carry a valid ``Stripe-Signature``.
@@ -387,7 +389,8 @@ class IntakeLedger:
         now: Any = None,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
-        self.apple_root = apple_root
+        # loaded once, here: a bad path or file fails now, not as one dead letter per body
+        self.apple_root = load_root_certificate(apple_root)
         self.stripe_secret = stripe_secret
         self.stripe_tolerance = stripe_tolerance
         self.fx_rates = dict(fx_rates) if fx_rates else None
