@@ -209,6 +209,9 @@ def test_churn_reduction_from_a_proactive_campaign() -> None:
         ignore_index=True,
     )
     c = campaign_churn_reduction(t, "2025-06-01")
+    lost = dict(t, campaign_arms=t["campaign_arms"][t["campaign_arms"]["arm_id"] != "ctl"])
+    with pytest.raises(DataContractError, match=r"arms missing.*'arm_id': 'ctl'"):
+        campaign_churn_reduction(lost, "2025-06-01")  # was: counted as holdout
     assert c.loc["all", "churn_contacted"] == pytest.approx(0.25)
     assert c.loc["all", "churn_holdout"] == pytest.approx(0.5)
     assert c.loc["all", "churn_rate_reduction"] == pytest.approx(0.25)

@@ -441,6 +441,12 @@ def campaign_churn_reduction(
         return pd.DataFrame(columns=cols).rename_axis("group")
     arms = tables["campaign_arms"][["campaign_id", "arm_id", "is_control"]]
     a = asg.merge(arms, on=["campaign_id", "arm_id"], how="left")
+    if a["is_control"].isna().any():  # unknown arm: neither contacted nor holdout is known
+        bad = a.loc[a["is_control"].isna(), ["campaign_id", "arm_id"]].drop_duplicates()
+        raise DataContractError(
+            "campaign_assignments names arms missing from campaign_arms: "
+            f"{bad.head(5).to_dict('records')}. Fix: add the arms or correct arm_id."
+        )
     ev = tables["events"]
     ev = ev[(ev["occurred_at"] <= ts) & ev["event_type"].isin(_CHURN_EVENTS)]
     m = a[["campaign_id", "customer_id", "assigned_at"]].merge(
