@@ -247,5 +247,15 @@ def test_bad_inputs():
         optimize_offers(cohort.drop(columns="segment"), np.zeros(2), ltv_fn, resp, cfg)
     with pytest.raises(OptimizationError, match="consent"):
         optimize_offers(cohort.drop(columns="can_sms"), np.zeros(2), ltv_fn, resp, cfg)
+    with pytest.raises(OptimizationError, match="outside \\[0, 1\\].*c1"):
+        optimize_offers(cohort, np.zeros(2), ltv_fn, lambda c, o, ch: np.array([0.2, 1.7]), cfg)
+    with pytest.raises(OptimizationError, match="ltv_fn\\(cohort, none\\) must return"):
+        optimize_offers(
+            cohort,
+            np.zeros(2),
+            lambda c, o: ltv_fn(c, o) if o is None else np.array([1.0, np.nan]),
+            resp,
+            cfg,
+        )
     with pytest.raises(OptimizationError, match="No \\(offer, channel\\)"):
         optimize_offers(cohort, np.zeros(2), ltv_fn, lambda c, o, ch: np.full(len(c), np.nan), cfg)

@@ -190,13 +190,28 @@ def candidate_table(
     margin = max(config.margin, 1e-12)
     for offer in config.offer_catalog():
         if offer not in ltv_cache:
-            ltv_cache[offer] = np.asarray(ltv_fn(cohort, offer), dtype=float)
+            l1 = np.asarray(ltv_fn(cohort, offer), dtype=float)
+            if l1.shape != (n,) or np.any(~np.isfinite(l1)):
+                raise OptimizationError(
+                    f"ltv_fn(cohort, {offer.key}) must return one finite value per customer "
+                    f"({n}); got shape {l1.shape} with missing or infinite values."
+                )
+            ltv_cache[offer] = l1
         l1 = ltv_cache[offer]
         for ch in config.channels:
             p1 = np.asarray(response_fn(cohort, offer, ch), dtype=float)
             if p1.shape != (n,):
                 raise OptimizationError(
                     f"response_fn returned shape {p1.shape} for {offer.key}@{ch}; expected ({n},)."
+                )
+            out_of_range = ~np.isnan(p1) & ~((p1 >= 0) & (p1 <= 1))
+            if out_of_range.any():
+                rows = np.flatnonzero(out_of_range)[:5]
+                raise OptimizationError(
+                    f"response_fn returned {int(out_of_range.sum())} value(s) outside [0, 1] for "
+                    f"{offer.key}@{ch}, e.g. {p1[rows].tolist()} for customers "
+                    f"{cohort['customer_id'].iloc[rows].tolist()}. Fix: return P(return | contact) "
+                    "per customer (NaN where the offer is unknown)."
                 )
             if np.all(np.isnan(p1)):
                 excluded.append(f"{offer.key}@{ch}: no evidence in the campaign history")
