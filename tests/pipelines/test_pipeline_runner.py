@@ -204,6 +204,9 @@ def test_redact_masks_url_passwords() -> None:
     assert redact({"data": "postgresql+psycopg://u:s3cret@db/x"}) == {
         "data": "postgresql+psycopg://u:***@db/x"
     }
+    from winback_ml.pipelines.context import _redact  # MLflow params and messages: same rule
+
+    assert _redact("postgresql+psycopg://u:s3cret@db/x") == "postgresql+psycopg://u:***@db/x"
 
 
 @pytest.mark.slow
