@@ -187,3 +187,13 @@ def test_enrol_from_queue_command(store_factory):
     assert r.exit_code == 0, r.output
     s = _json(r.output)
     assert s["enrolled"] == 2 and s["by_sequence"] == {"resume_billing": 1, "winback_30d": 1}
+
+
+def test_enrol_with_a_missing_or_broken_targets_file_is_a_clear_error(store_factory, tmp_path):
+    store = store_factory(2)
+    (tmp_path / "empty.csv").write_text("")
+    for name in ("missing.csv", "empty.csv"):
+        args = ["dispatch", "enrol", str(tmp_path / name), "--store", store.url]
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1 and "targets file" in r.output and "Fix:" in r.output, r.output
+        assert isinstance(r.exception, SystemExit)  # handled, not a traceback

@@ -44,7 +44,7 @@ from winback_ml.dispatch.codes import issue_codes
 from winback_ml.dispatch.experiments import Experiment, assign_arms, default_experiment
 from winback_ml.dispatch.schema import DispatchDB, enrolments, outbox
 from winback_ml.dispatch.sequences import SequenceBook, load_sequences
-from winback_ml.exceptions import DataContractError
+from winback_ml.exceptions import DataContractError, DispatchError
 
 __all__ = [
     "TARGET_COLUMNS",
@@ -143,11 +143,27 @@ class EnrolPlan:
 
 
 def read_targets(path: Any) -> pd.DataFrame:
-    """Read a ``targets`` table from CSV or Parquet."""
+    """Read a ``targets`` table from CSV or Parquet.
+
+    Raises
+    ------
+    DispatchError
+        The file does not exist or cannot be read as a table.
+    """
     p = str(path)
-    if p.endswith(".parquet"):
-        return pd.read_parquet(p)
-    return pd.read_csv(p, dtype={"customer_id": str})
+    try:
+        if p.endswith(".parquet"):
+            return pd.read_parquet(p)
+        return pd.read_csv(p, dtype={"customer_id": str})
+    except FileNotFoundError:
+        raise DispatchError(
+            f"targets file {p!r} does not exist. Fix: run `winback score` and pass its targets.csv."
+        ) from None
+    except (OSError, ValueError) as e:  # pandas' parser errors are ValueErrors
+        raise DispatchError(
+            f"targets file {p!r} cannot be read as a table ({type(e).__name__}). "
+            "Fix: pass the targets.csv (or .parquet) written by `winback score`."
+        ) from None
 
 
 def _as_bool(v: Any) -> bool | None:
