@@ -13,7 +13,11 @@ from winback_ml.exceptions import ConfigError, DataContractError, PipelineError,
 from winback_ml.pipelines import load_pipeline, notebook_parameters, plan_run, run_pipeline
 from winback_ml.pipelines.context import check_as_of, resolve_data_source
 from winback_ml.pipelines.runner import execute_plan, redact
-from winback_ml.pipelines.spec import coerce_parameter, parse_cli_parameters
+from winback_ml.pipelines.spec import (
+    NotebookParameter,
+    coerce_parameter,
+    parse_cli_parameters,
+)
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -195,6 +199,9 @@ def test_coerce_and_cli_parse() -> None:
     params = notebook_parameters(FIX / "ok_step.ipynb")
     assert coerce_parameter("2025-06-30", params["as_of"]) == "2025-06-30"
     assert coerce_parameter("5", params["times"]) == 5
+    ratio = NotebookParameter("holdout", "float", 0.1)
+    assert coerce_parameter("1e-1", ratio) == 0.1 and coerce_parameter("2.5e3", ratio) == 2500.0
+    assert coerce_parameter("0.2", ratio) == 0.2 and coerce_parameter("x", ratio) == "x"
     assert parse_cli_parameters(["a=1", "s.k=x=y"]) == {"a": "1", "s.k": "x=y"}
     with pytest.raises(PipelineError, match="KEY=VALUE"):
         parse_cli_parameters(["novalue"])

@@ -400,6 +400,13 @@ def coerce_parameter(value: Any, param: NotebookParameter | None) -> Any:
         if parts[0] == "str" and not (value == "null" and "None" in parts):
             return value
     try:
-        return _jsonable(yaml.safe_load(value)) if value != "" else ""
+        out = _jsonable(yaml.safe_load(value)) if value != "" else ""
     except yaml.YAMLError:
         return value
+    if isinstance(out, str) and param is not None and param.type_name is not None:
+        if "float" in [x.strip() for x in param.type_name.split("|")]:
+            try:  # YAML 1.1 reads 1e-3 and 2.5e3 as strings
+                return float(value)
+            except ValueError:
+                pass
+    return out
