@@ -353,3 +353,25 @@ def test_existing_run_folder_is_refused_before_the_sample_store_is_built(
     with pytest.raises(PipelineError, match="never overwritten"):
         plan_run(p, {"data": "sample"}, runs_dir=tmp_path / "runs", run_id="r")
     assert built == []  # a refused run spends no time building data
+
+
+def test_cli_run_folder_appearing_after_the_check_is_a_clean_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import winback_ml.pipelines.runner as runner_mod
+    from winback_ml.cli import app
+
+    real = runner_mod.plan_run
+
+    def racing(*a, **k):
+        plan = real(*a, **k)
+        plan.run_dir.mkdir(parents=True)  # another run took the folder meanwhile
+        return plan
+
+    monkeypatch.setattr(runner_mod, "plan_run", racing)
+    p = _pipeline(tmp_path, "name: x\nsteps:\n - {name: b, notebook: broken_step.ipynb}\n")
+    res = CliRunner().invoke(
+        app, ["pipeline", "run", str(p), "--runs-dir", str(tmp_path / "runs"), "-q"]
+    )
+    assert res.exit_code == 2 and "never overwritten" in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)

@@ -64,7 +64,13 @@ def run(
     except WinbackError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
-    manifest = execute_plan(plan, progress=not quiet, report=not no_report, threads=threads or None)
+    try:
+        manifest = execute_plan(
+            plan, progress=not quiet, report=not no_report, threads=threads or None
+        )
+    except WinbackError as e:  # e.g. the run folder appeared since the check
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
     typer.echo(str(plan.run_dir))
     if manifest["status"] != "ok":
         raise typer.Exit(1)
