@@ -197,3 +197,17 @@ def test_enrol_with_a_missing_or_broken_targets_file_is_a_clear_error(store_fact
         r = runner.invoke(app, args)
         assert r.exit_code == 1 and "targets file" in r.output and "Fix:" in r.output, r.output
         assert isinstance(r.exception, SystemExit)  # handled, not a traceback
+
+
+def test_a_bad_now_is_a_clear_error(store_factory):
+    import pytest
+
+    from winback_ml.dispatch._util import to_utc_naive
+    from winback_ml.exceptions import ConfigError
+
+    for bad in ("garbage", "", float("nan")):
+        with pytest.raises(ConfigError, match="not a date"):
+            to_utc_naive(bad)
+    store = store_factory(1)
+    r = runner.invoke(app, ["dispatch", "tick", "--store", store.url, "--now", "yesterday-ish"])
+    assert r.exit_code == 1 and "not a date" in r.output and isinstance(r.exception, SystemExit)

@@ -9,6 +9,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from winback_ml.exceptions import ConfigError
+
 __all__ = ["utcnow", "to_utc_naive", "sha256_hex", "address_hash"]
 
 
@@ -23,7 +25,14 @@ def to_utc_naive(value: Any) -> datetime:
 
     if value is None:
         return utcnow()
-    ts = pd.Timestamp(value)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        ts = pd.NaT
+    if ts is pd.NaT:  # "garbage", "", NaN: NaT would make every later comparison False
+        raise ConfigError(
+            f"{str(value)[:40]!r} is not a date or time. Fix: give ISO 8601, e.g. 2025-06-21T10:00."
+        )
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.to_pydatetime()
