@@ -162,6 +162,19 @@ def test_as_of_defaults_to_midnight_after_last_event(events_folder: Path) -> Non
         check_as_of("2024-12-01", str(events_folder))
     with pytest.raises(DataContractError, match="no events.csv"):
         check_as_of("", str(events_folder.parent))
+    (events_folder / "events.csv").write_text("event_id,when\ne1,2025-01-03\n")
+    with pytest.raises(DataContractError, match="'events', column 'occurred_at'"):
+        check_as_of("", str(events_folder))  # was: pandas' ValueError
+    (events_folder / "events.csv").write_text("")
+    with pytest.raises(DataContractError, match="'events', column 'occurred_at'"):
+        check_as_of("", str(events_folder))  # was: EmptyDataError
+    import sqlite3
+
+    db = events_folder / "ev.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE events (event_id TEXT)")
+    with pytest.raises(DataContractError, match="'events', column 'occurred_at'"):
+        check_as_of("", f"sqlite:///{db}")  # was: sqlalchemy's OperationalError
 
 
 def test_resolve_data_source_refuses_missing_sqlite(tmp_path: Path) -> None:

@@ -172,16 +172,22 @@ def data_time_range(source: str) -> tuple[pd.Timestamp, pd.Timestamp]:
                 lo, hi = conn.execute(
                     sa.text("SELECT MIN(occurred_at), MAX(occurred_at) FROM events")
                 ).one()
+        except sa.exc.SQLAlchemyError as e:
+            raise _unreadable_events(_redact(source), e) from e
         finally:
             engine.dispose()
         values = pd.Series([lo, hi])
     else:
         folder = Path(source)
         pq, csv = folder / "events.parquet", folder / "events.csv"
-        if pq.exists():
-            values = pd.read_parquet(pq, columns=["occurred_at"])["occurred_at"]
-        elif csv.exists():
-            values = pd.read_csv(csv, usecols=["occurred_at"], dtype=str)["occurred_at"]
+        if pq.exists() or csv.exists():
+            try:
+                if pq.exists():
+                    values = pd.read_parquet(pq, columns=["occurred_at"])["occurred_at"]
+                else:
+                    values = pd.read_csv(csv, usecols=["occurred_at"], dtype=str)["occurred_at"]
+            except Exception as e:  # pandas/pyarrow raise many kinds; all mean the same here
+                raise _unreadable_events(str(pq if pq.exists() else csv), e) from e
         else:
             raise DataContractError(
                 f"The data folder {source!r} has no events.csv or events.parquet. The events "
@@ -192,6 +198,14 @@ def data_time_range(source: str) -> tuple[pd.Timestamp, pd.Timestamp]:
         raise DataContractError(f"The data source {_redact(source)!r} has no dated events.")
     ts = ts.dt.tz_convert(None)
     return ts.min(), ts.max()
+
+
+def _unreadable_events(where: str, e: BaseException) -> DataContractError:
+    return DataContractError(
+        f"Table 'events', column 'occurred_at': cannot read the event times of {where!r} "
+        f"({type(e).__name__}: {str(e)[:300]}). Fix: export events with an occurred_at column "
+        "(ISO-8601 timestamps); `winback validate` lists every problem of the data."
+    )
 
 
 def _redact(url: str) -> str:
