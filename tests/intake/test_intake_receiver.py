@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -210,3 +210,27 @@ def test_non_ascii_signature_is_a_signature_error(ledger):
     )
     assert o.status == "dead_lettered" and o.kind == "signature" and o.http_status == 400
     assert "signature mismatch" in o.reason
+
+
+def test_a_redelivery_is_verified_against_its_own_arrival_time(tmp_path):
+    # Stripe re-signs every retry; a body stored by a process that crashed before
+    # processing it, delivered again an hour later, must be accepted (its new header
+    # checked against the new arrival), and a forged header must not replace a good one
+    clock = {"t": datetime(2025, 3, 1, 12)}
+    led = IntakeLedger(f"sqlite:///{tmp_path}/r.db", stripe_secret=SECRET, now=lambda: clock["t"])
+    ts = lambda: clock["t"].replace(tzinfo=UTC).timestamp()  # noqa: E731
+    body = stripe_event("customer.subscription.created", stripe_subscription(start=T0), created=T0)
+    led.store_raw("stripe", body, headers=_signed(body, ts()))  # then the process died
+    clock["t"] += timedelta(hours=1)
+    forged = {"Stripe-Signature": f"t={int(ts())},v1=deadbeef"}
+    assert led.ingest("stripe", body, headers=forged).status == "accepted"  # old header kept
+    body2 = stripe_event(
+        "customer.subscription.created",
+        stripe_subscription("sub_2", start=T0),
+        evt_id="evt_2",
+        created=T0,
+    )
+    led.store_raw("stripe", body2, headers=_signed(body2, ts()))
+    clock["t"] += timedelta(hours=1)
+    o = led.ingest("stripe", body2, headers=_signed(body2, ts()))
+    assert o.status == "accepted", o.reason

@@ -520,13 +520,32 @@ class IntakeLedger:
         t = inbox_table
         with self._lock, self.engine.begin() as conn:
             row = conn.execute(
-                sa.select(t.c.inbox_id, t.c.status).where(
+                sa.select(t.c.inbox_id, t.c.status, t.c.headers, t.c.received_at).where(
                     t.c.provider == provider, t.c.body_sha256 == sha
                 )
             ).first()
             if row is not None:
-                if hdr is not None and row.status in ("received", "dead_lettered"):
-                    conn.execute(t.update().where(t.c.inbox_id == row.inbox_id).values(headers=hdr))
+                if (
+                    hdr is not None
+                    and row.status in ("received", "dead_lettered")
+                    and (
+                        self._signature_ok(provider, body, headers, self._now())
+                        or not self._signature_ok(
+                            provider,
+                            body,
+                            json.loads(row.headers) if row.headers is not None else None,
+                            row.received_at,
+                        )
+                    )
+                ):
+                    # a redelivery (Stripe re-signs each retry): its header is checked
+                    # against the time it arrived, so both are kept together; a header
+                    # that does not verify never replaces one that does
+                    conn.execute(
+                        t.update()
+                        .where(t.c.inbox_id == row.inbox_id)
+                        .values(headers=hdr, received_at=self._now())
+                    )
                 return int(row.inbox_id), row.status
             stmt = (
                 self._insert(t)
@@ -552,6 +571,25 @@ class IntakeLedger:
                 ).first()
                 return int(row.inbox_id), row.status
             return int(new_id), None
+
+    def _signature_ok(
+        self, provider: str, body: bytes, headers: Mapping[str, str] | None, at: datetime
+    ) -> bool:
+        """Whether a signature header verifies at ``at`` (True when none is checked)."""
+        if provider != "stripe" or not self.stripe_secret or headers is None:
+            return True
+        sig = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
+        try:
+            verify_stripe_signature(
+                body,
+                sig,
+                self.stripe_secret,
+                tolerance=self.stripe_tolerance,
+                now=at.replace(tzinfo=UTC).timestamp(),
+            )
+        except SignatureError:
+            return False
+        return True
 
     def recover(self) -> list[Outcome]:
         """Process every inbox row left in ``received`` (after a crash or a kill)."""
