@@ -38,6 +38,9 @@ def test_assignment_is_deterministic_balanced_and_salted():
         Experiment("k", [Arm("a"), Arm("a")])
     with pytest.raises(ConfigError):
         default_experiment("k", holdout=1.0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="finite"):
+            Experiment("k", [Arm("a", 1.0), Arm("b", bad)])
 
 
 def test_holdout_is_never_contacted_and_assignments_are_in_the_contract(store_factory, tmp_path):

@@ -72,9 +72,12 @@ class Experiment:
         ids = [a.arm_id for a in self.arms]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"Experiment {self.campaign_id!r} has duplicate arm ids: {ids}.")
-        if any(a.weight < 0 for a in self.arms) or sum(a.weight for a in self.arms) <= 0:
+        w = [float(a.weight) for a in self.arms]
+        # NaN passes "< 0" and "<= 0": every customer would land in the last arm
+        if not all(np.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
             raise ConfigError(
-                f"Experiment {self.campaign_id!r}: arm weights must be >= 0 and sum > 0."
+                f"Experiment {self.campaign_id!r}: arm weights must be finite, >= 0 and sum > 0. "
+                f"Got {w}."
             )
         for a in self.arms:
             if "|" in a.arm_id:
