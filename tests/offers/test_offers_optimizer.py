@@ -245,6 +245,8 @@ def test_bad_inputs():
         optimize_offers(cohort, np.array([0.1, 1.5]), ltv_fn, resp, cfg)
     with pytest.raises(OptimizationError, match="lacks columns"):
         optimize_offers(cohort.drop(columns="segment"), np.zeros(2), ltv_fn, resp, cfg)
+    with pytest.raises(OptimizationError, match="days_lapsed.*c1"):
+        optimize_offers(cohort.assign(days_lapsed=[3, None]), np.zeros(2), ltv_fn, resp, cfg)
     with pytest.raises(OptimizationError, match="consent"):
         optimize_offers(cohort.drop(columns="can_sms"), np.zeros(2), ltv_fn, resp, cfg)
     with pytest.raises(OptimizationError, match="outside \\[0, 1\\].*c1"):

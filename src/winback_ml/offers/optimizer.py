@@ -391,6 +391,16 @@ def optimize_offers(
             "Fix: build it with the cohort stage (lapsed cohort, reasons, segments)."
         )
     cohort = cohort.reset_index(drop=True)
+    days = pd.to_numeric(cohort["days_lapsed"], errors="coerce")
+    bad = days.isna() | (days < 0)
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())[:5]
+        raise OptimizationError(
+            f"The cohort's 'days_lapsed' must be a number >= 0 on every row; {int(bad.sum())} "
+            f"row(s) are missing, negative or not numbers, e.g. rows {rows.tolist()} (customers "
+            f"{cohort['customer_id'].iloc[rows].tolist()}). Fix: build the cohort with "
+            "winback_ml.cohort.build_lapsed_cohort."
+        )
     n = len(cohort)
     if n == 0:
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in TARGET_COLUMNS})
@@ -424,7 +434,7 @@ def optimize_offers(
             "segment": cohort["segment"].to_numpy(),
             "cancel_reason": cohort["cancel_reason"].to_numpy(),
             "reason_source": cohort["reason_source"].to_numpy(),
-            "days_lapsed": cohort["days_lapsed"].astype(int).to_numpy(),
+            "days_lapsed": days.astype(int).to_numpy(),
             "p_return_base": t["p0"],
             "p_return_offer": p1,
             "expected_ltv": ltv,
