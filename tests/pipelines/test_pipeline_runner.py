@@ -388,3 +388,17 @@ def test_cli_run_folder_appearing_after_the_check_is_a_clean_refusal(
     )
     assert res.exit_code == 2 and "never overwritten" in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_report_never_shows_a_table_with_pii_columns(tmp_path: Path) -> None:
+    """A CSV written into tables/ around save_table (no PII check) stays out of the report."""
+    from winback_ml.pipelines.report import render_report
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "ok.csv").write_text("customer_id,score\nc1,0.5\n")
+    (tmp_path / "tables" / "leak.csv").write_text("customer_id,email\nc1,ann@example.com\n")
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"pipeline": "x", "steps": [], "parameters": {}})
+    )
+    html = render_report(tmp_path, notebooks_html=False).read_text()
+    assert "ann@example.com" not in html and "0.5" in html

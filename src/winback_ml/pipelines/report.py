@@ -94,6 +94,8 @@ KEY_TABLES = ("kpi_summary", "plan_comparison", "top_targets", "segment_mix", "o
 def _tables(run_dir: Path, max_rows: int = 15) -> list[dict[str, Any]]:
     import pandas as pd
 
+    from winback_ml.pipelines.context import PII_COLUMNS
+
     out = []
     paths = sorted((run_dir / "tables").glob("*.csv"))
     rank = {name: i for i, name in enumerate(KEY_TABLES)}
@@ -102,6 +104,8 @@ def _tables(run_dir: Path, max_rows: int = 15) -> list[dict[str, Any]]:
         try:
             df = pd.read_csv(p)
         except Exception:
+            continue
+        if set(map(str, df.columns)) & PII_COLUMNS:  # written around save_table: never shown
             continue
         shown = df.head(max_rows)
         out.append(
