@@ -58,6 +58,27 @@ def test_discount_months_must_be_a_whole_number(months):
     assert "c1" in str(e.value) and "c0" not in str(e.value).split("discount_months")[1]
 
 
+def test_plan_tier_is_read_as_of_now(store_factory):
+    # c0 starts a 'basic' subscription after the enrolment time: the message must
+    # still name the plan they had at `now` (no rows dated after now)
+    def edit(tables):
+        subs = tables["subscriptions"]
+        later = subs.iloc[0].copy()
+        later["subscription_id"], later["plan_tier"] = "s0_later", "basic"
+        later["started_at"] = pd.Timestamp(T0 + timedelta(days=5))
+        for c in ("cancel_requested_at", "current_period_end", "ended_at"):
+            later[c] = pd.Timestamp(T0 + timedelta(days=40))
+        subs.loc[len(subs)] = later
+
+    store = store_factory(2, edit=edit)
+    enrol_targets(store, make_targets(["c0", "c1"]), T0, holdout=0.0)
+    with store.engine.connect() as conn:
+        tiers = dict(
+            conn.execute(sa.select(enrolments.c.customer_id, enrolments.c.plan_tier)).all()
+        )
+    assert tiers == {"c0": "pro", "c1": "pro"}
+
+
 def test_unknown_customers_are_refused(store_factory):
     store = store_factory(2)
     with pytest.raises(DataContractError, match="not in the store's customers"):

@@ -373,7 +373,11 @@ def plan_enrolment(
             )
             for cid, tier, _ in conn.execute(
                 sa.select(sub_t.c.customer_id, sub_t.c.plan_tier, sub_t.c.started_at)
-                .where(sub_t.c.customer_id.in_(chunk))
+                .where(
+                    sub_t.c.customer_id.in_(chunk),
+                    # as of now: a subscription started later is not the plan they left
+                    sa.or_(sub_t.c.started_at <= now, sub_t.c.started_at.is_(None)),
+                )
                 .order_by(sub_t.c.started_at)
             ):
                 tiers[cid] = tier
