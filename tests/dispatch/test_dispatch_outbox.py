@@ -427,3 +427,20 @@ def test_provider_error_text_that_echoes_the_recipient_is_redacted():
     assert "4915100000001" not in res.error
     smtp = redact("550 5.1.1 <bob.smith@example.com>: Recipient address rejected")
     assert smtp == "550 5.1.1 <<redacted>>: Recipient address rejected"
+
+
+def test_a_line_break_in_the_subject_cannot_inject_a_header():
+    import email
+
+    from winback_ml.dispatch.channels import OutboundMessage
+
+    ch = SMTPEmailChannel("127.0.0.1", 25)
+    for subject in ("Come back\r\nBcc: evil@example.org", "Komm zurück\nBcc: evil@example.org"):
+        m = OutboundMessage("k1", "c1", "email", "user@example.com", "hi", subject, "<p>hi</p>")
+        raw = ch.build_bytes(m) or ch.build(m).as_bytes()
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert parsed["Bcc"] is None, raw[:400]
+        assert "\n" not in str(parsed["Subject"]) and str(parsed["Subject"]).endswith(
+            "Bcc: evil@example.org"
+        )
+        ch.build(m)  # the email-package path accepts it too (it raised ValueError before)

@@ -205,7 +205,7 @@ class SMTPEmailChannel:
         msg["Date"] = formatdate(usegmt=True)
         msg["From"] = self.from_address
         msg["To"] = m.to or ""
-        msg["Subject"] = m.subject or ""
+        msg["Subject"] = _one_line(m.subject)
         msg["X-Winback-Key"] = m.idempotency_key
         for k, v in m.headers.items():
             msg[k] = v
@@ -231,7 +231,7 @@ class SMTPEmailChannel:
         ]
         if not all(v.isascii() and "\n" not in v and "\r" not in v for _, v in fixed):
             return None
-        subject = m.subject or ""
+        subject = _one_line(m.subject)  # a line break would start a new header (injection)
         if not subject.isascii() or len(subject) > 900:
             subject = _Header(subject, "utf-8", maxlinelen=76).encode(linesep="\r\n")
         boundary = f"=_wb_{m.idempotency_key}"
@@ -369,6 +369,11 @@ def redact(text: str) -> str:
         return "<redacted>" if "@" in t or sum(ch.isdigit() for ch in t) >= 7 else t
 
     return _PII_IN_TEXT.sub(sub, text)
+
+
+def _one_line(subject: str | None) -> str:
+    """A subject on one line: CR/LF (and the indent after them) become one space."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", subject or "").strip()
 
 
 def _txt(b: Any) -> str:
