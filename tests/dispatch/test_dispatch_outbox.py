@@ -444,3 +444,13 @@ def test_a_line_break_in_the_subject_cannot_inject_a_header():
             "Bcc: evil@example.org"
         )
         ch.build(m)  # the email-package path accepts it too (it raised ValueError before)
+
+
+def test_an_address_with_a_trailing_newline_is_invalid():
+    # "$" matches before a final "\n": such an address reached the To header, where the
+    # email package raised and failed the whole batch
+    from winback_ml.dispatch.channels import valid_address
+
+    assert valid_address("email", "user@example.com") and valid_address("sms", "+4915112345678")
+    assert not valid_address("email", "user@example.com\n")
+    assert not valid_address("sms", "+4915112345678\n")

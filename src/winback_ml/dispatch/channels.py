@@ -62,8 +62,9 @@ __all__ = [
 
 # long header values (List-Unsubscribe URLs) must not be folded into encoded words
 _POLICY = _email_policy.default.clone(max_line_length=998)
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# \Z, not $: "$" also matches before a trailing newline, which would reach the To header
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 
 
 @dataclass(frozen=True)
