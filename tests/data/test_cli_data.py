@@ -105,3 +105,15 @@ def test_demo_builds_the_sample_world_once(tmp_path):
     assert "Built the sample world" in r.stdout and "Subscriptions by status" in r.stdout
     r = run("demo", "--store", url, "--customers", "300")
     assert r.returncode == 0 and "Reusing the sample world" in r.stdout
+
+
+def test_store_info_masks_the_url_password(monkeypatch):
+    from typer.testing import CliRunner
+
+    from winback_ml.cli import app
+    from winback_ml.data.store import Store
+
+    monkeypatch.setattr(Store, "exists", lambda self: False)
+    r = CliRunner().invoke(app, ["store", "info", "--store", "postgresql://u:s3cret@db/x"])
+    assert r.exit_code == 1 and "postgresql://u:***@db/x" in r.output
+    assert "s3cret" not in r.output

@@ -60,7 +60,7 @@ def demo(
     from winback_ml.data.sample import ensure_sample_store, summarize
 
     st, built = ensure_sample_store(store, customers=customers, seed=seed, rebuild=rebuild)
-    typer.echo(("Built" if built else "Reusing") + f" the sample world in {st.url}")
+    typer.echo(("Built" if built else "Reusing") + f" the sample world in {_shown(st.url)}")
     data = st.read()
     typer.echo(summarize(data))
 
@@ -120,12 +120,20 @@ def store_info(store: str | None = typer.Option(None, "--store", help="Store URL
     st = Store(store)
     if not st.exists():
         typer.echo(
-            f"The store {st.url} holds no contract data yet. Run `winback demo` or `winback store load DATA`."
+            f"The store {_shown(st.url)} holds no contract data yet. Run `winback demo` or `winback store load DATA`."
         )
         raise typer.Exit(1)
     typer.echo(
-        f"{st.url}: " + ", ".join(f"{k}={v}" for k, v in st.read(validate=False).summary().items())
+        f"{_shown(st.url)}: "
+        + ", ".join(f"{k}={v}" for k, v in st.read(validate=False).summary().items())
     )
+
+
+def _shown(url: str) -> str:
+    """A store URL as printed: its password masked (terminal output ends up in logs)."""
+    from winback_ml.pipelines.runner import redact
+
+    return redact(url)
 
 
 def register(app: typer.Typer) -> None:
