@@ -454,3 +454,19 @@ def test_an_address_with_a_trailing_newline_is_invalid():
     assert valid_address("email", "user@example.com") and valid_address("sms", "+4915112345678")
     assert not valid_address("email", "user@example.com\n")
     assert not valid_address("sms", "+4915112345678\n")
+
+
+def test_a_message_that_cannot_be_built_fails_alone(smtp_server):
+    from winback_ml.dispatch.channels import OutboundMessage
+
+    ch = SMTPEmailChannel("127.0.0.1", smtp_server.port)
+    good = OutboundMessage("k1", "c1", "email", "user1@example.com", "hi", "Hello", None)
+    bad = OutboundMessage(
+        "k2", "c2", "email", "user2@example.com", "hi", "Hello", None, {"X-Bad": "a\nb"}
+    )
+    res = ch.send(
+        [good, bad, OutboundMessage("k3", "c3", "email", "user3@example.com", "hi", "Hi")]
+    )
+    ch.close()
+    assert [r.status for r in res] == ["sent", "failed", "sent"]
+    assert res[1].permanent and "cannot be built" in res[1].error

@@ -285,11 +285,24 @@ class SMTPEmailChannel:
                     )
                 )
                 continue
+            try:  # built before anything is sent: a message that cannot be built fails alone
+                raw = self.build_bytes(m)
+                msg = self.build(m) if raw is None else None
+            except (ValueError, TypeError, UnicodeError) as e:
+                out.append(
+                    SendResult(
+                        key,
+                        "failed",
+                        f"message for customer {m.customer_id!r} cannot be built: "
+                        f"{type(e).__name__}",
+                        permanent=True,
+                    )
+                )
+                continue
             try:
                 assert smtp is not None
-                raw = self.build_bytes(m)
-                if raw is None:  # a non-ASCII address: let the email package handle SMTPUTF8
-                    smtp.send_message(self.build(m), from_addr=self.from_address, to_addrs=[m.to])
+                if msg is not None:  # a non-ASCII address: let the email package handle SMTPUTF8
+                    smtp.send_message(msg, from_addr=self.from_address, to_addrs=[m.to])
                 else:
                     smtp.sendmail(self.from_address, [m.to], raw)
                 out.append(SendResult(key, "sent", provider_id=self.message_id(key)))
