@@ -455,6 +455,7 @@ class TestCSV:
             ("source", "+44 20 7946 0958"),
             ("billing_interval", "x@y.io"),
             ("status", "call +33 1 23 45 67 89"),
+            ("currency", "bob@example.com"),
         ],
     )
     def test_bad_values_that_look_like_pii_stay_out_of_the_reason(self, col, value):
@@ -464,6 +465,7 @@ class TestCSV:
             "customer_id": "c1",
             "subscription_id": "s1",
             "event_type": "subscribed",
+            "amount": "10",
             col: value,
         }
         (body,) = [b for _, b in split_bodies("csv", csv_export([row]))]

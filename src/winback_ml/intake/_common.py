@@ -494,7 +494,7 @@ def check_normalized(n: Normalized, now: datetime | None = None) -> Normalized:
                 )
         if cur is not None and (len(cur) != 3 or not cur.isalpha() or not cur.isascii()):
             raise IntakeError(
-                f"{p} event {eid!r}: currency {cur!r} is not an ISO 4217 code (3 letters)."
+                f"{p} event {eid!r}: currency {_short(cur)} is not an ISO 4217 code (3 letters)."
             )
     s = n.subscription
     if s is not None:
@@ -508,7 +508,7 @@ def check_normalized(n: Normalized, now: datetime | None = None) -> Normalized:
         cur = s.get("currency")
         if cur is not None and (len(cur) != 3 or not cur.isalpha() or not cur.isascii()):
             raise IntakeError(
-                f"{p} subscription {s['subscription_id']!r}: currency {cur!r} is not ISO 4217."
+                f"{p} subscription {s['subscription_id']!r}: currency {_short(cur)} is not ISO 4217."
             )
         for k in ("started_at", "current_period_end", "cancel_requested_at", "ended_at"):
             v = s.get(k)
