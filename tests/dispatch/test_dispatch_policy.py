@@ -247,7 +247,9 @@ def test_sms_stop_withdraws_consent_and_start_restores(store_factory, http_serve
     assert left == 0
 
 
-@pytest.mark.parametrize("body", ["STOP\nthanks", "Stop\tplease", "\n stop.\n"])
+@pytest.mark.parametrize(
+    "body", ["STOP\nthanks", "Stop\tplease", "\n stop.\n", "Stop, please", "STOP?"]
+)
 def test_sms_stop_after_any_whitespace(store_factory, body):
     db = DispatchDB(_setup(store_factory, 1))
     reply = handle_inbound_sms(db, "+4915100000000", body, at=T0)

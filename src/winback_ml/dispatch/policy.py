@@ -333,7 +333,7 @@ def handle_inbound_sms(
     when the message is neither. An unknown number is still suppressed (by hash).
     """
     words = (body or "").split()  # any whitespace: "STOP\nthanks" is a STOP too
-    word = words[0].upper().strip(".!") if words else ""
+    word = words[0].upper().strip(".!?,;:") if words else ""
     if word not in STOP_KEYWORDS and word not in START_KEYWORDS:
         return None
     db.create_schema()
