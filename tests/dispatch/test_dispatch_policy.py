@@ -353,3 +353,19 @@ def test_bad_settings_fail_at_load_not_at_the_first_tick(tmp_path, settings, mat
     )
     p.write_text(ok)
     assert load_sequences(p).settings.quiet_hours == {"start": "21:00", "end": "09:00"}
+
+
+def test_an_unsubscribe_recorded_later_than_a_logical_now_is_still_honoured(
+    store_factory, smtp_server
+):
+    # the web endpoint records at wall-clock time; a pipeline ticks at its as_of date
+    db = DispatchDB(store_factory(2))
+    # recorded before the enrolment (by customer and by address), stamped later than T0
+    record_feedback(db, "unsubscribe", customer_id="c0", at=T0 + timedelta(days=400))
+    record_feedback(db, "bounce", address="user1@example.com", at=T0 + timedelta(days=400))
+    store = db.store
+    enrol_targets(store, make_targets(["c0", "c1"]), T0, holdout=0.0, book=_book())
+    Dispatcher(
+        store, {"email": SMTPEmailChannel("127.0.0.1", smtp_server.port)}, book=_book()
+    ).tick(T0)
+    assert smtp_server.messages == []

@@ -329,7 +329,8 @@ class Dispatcher:
                         suppression.c.customer_id.in_(cust_ids),
                         suppression.c.address_hash.in_(_hashes(cust.values())),
                     ),
-                    suppression.c.created_at <= now,
+                    # every recorded opt-out counts, whatever its time: the web endpoint
+                    # records at wall-clock time, a tick may run at an earlier logical `now`
                 )
             ).all()
             recent = conn.execute(

@@ -259,7 +259,8 @@ def apply_stop_rules(db: DispatchDB, now: datetime) -> dict[str, int]:
             .where(
                 suppression.c.customer_id == outbox.c.customer_id,
                 sa.or_(suppression.c.channel == "*", suppression.c.channel == outbox.c.channel),
-                suppression.c.created_at <= now,
+                # every recorded opt-out counts, whatever its time: the web endpoint
+                # records at wall-clock time, a tick may run at an earlier logical `now`
             )
             .exists()
         )
