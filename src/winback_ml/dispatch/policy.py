@@ -200,8 +200,9 @@ def stop_enrolments(
 def apply_stop_rules(db: DispatchDB, now: datetime) -> dict[str, int]:
     """Stop enrolments whose customer came back or redeemed the code, and honour suppressions.
 
-    Reads events with ``occurred_at <= now`` only. Returns counts of stopped
-    enrolments and cancelled messages by reason.
+    Reads events with ``occurred_at <= now`` only; every recorded suppression
+    counts, whatever its time (an opt-out is never undone by a logical ``now``).
+    Returns counts of stopped enrolments and cancelled messages by reason.
     """
     db.create_schema()
     ev = db.contract("events")
