@@ -70,7 +70,8 @@ __all__ = [
 #: The reasons a classifier may predict (canonical, without ``unknown``).
 REASONS: tuple[str, ...] = tuple(r for r in CANCEL_REASONS if r != "unknown")
 
-NUMERIC_FEATURES: list[str] = [
+#: Usage-derived features (zeros when there is no usage table).
+_USAGE_FEATURES: list[str] = [
     "usage_available",
     "sessions_recent",
     "sessions_prior",
@@ -83,6 +84,10 @@ NUMERIC_FEATURES: list[str] = [
     "sessions_spell",
     "features_per_session",
     "minutes_per_session",
+]
+
+NUMERIC_FEATURES: list[str] = [
+    *_USAGE_FEATURES,
     "tickets_available",
     "complaints_90d",
     "feature_requests_90d",
@@ -130,20 +135,7 @@ _WEEK = pd.Timedelta(days=7)
 
 
 def _usage_features(eps: pd.DataFrame, usage: pd.DataFrame | None) -> pd.DataFrame:
-    cols = [
-        "usage_available",
-        "sessions_recent",
-        "sessions_prior",
-        "sessions_trend",
-        "minutes_recent",
-        "minutes_trend",
-        "features_recent",
-        "features_trend",
-        "weeks_since_active",
-        "sessions_spell",
-        "features_per_session",
-        "minutes_per_session",
-    ]
+    cols = list(_USAGE_FEATURES)
     out = pd.DataFrame(0.0, index=eps.index, columns=cols)
     if usage is None or usage.empty or eps.empty:
         return out

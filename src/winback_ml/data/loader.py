@@ -232,6 +232,31 @@ def _ids(df: pd.DataFrame, table: Table, mask: pd.Series | np.ndarray) -> list:
     return [f"row {i + 2}" for i in idx]  # row number as in a CSV with a header
 
 
+def _type_violation(
+    out: list[Violation],
+    df: pd.DataFrame,
+    table: Table,
+    col: Column,
+    bad: pd.Series,
+    what: str,
+    fix: str,
+) -> None:
+    """Record the values of ``col`` that could not be read as ``what``."""
+    if bad.any():
+        n = int(bad.sum())
+        out.append(
+            Violation(
+                table.name,
+                col.name,
+                "type",
+                f"{n} value(s) are not {what}",
+                fix,
+                n,
+                _ids(df, table, bad),
+            )
+        )
+
+
 def _coerce_column(
     s: pd.Series, col: Column, table: Table, df: pd.DataFrame, out: list[Violation]
 ) -> pd.Series:
@@ -255,18 +280,15 @@ def _coerce_column(
             res = res.dt.tz_localize(None)
         res = res.astype("datetime64[ns]")
         bad = res.isna() & ~raw_null
-        if bad.any():
-            out.append(
-                Violation(
-                    table.name,
-                    col.name,
-                    "type",
-                    f"{int(bad.sum())} value(s) are not ISO-8601 {'dates' if col.kind == 'date' else 'timestamps'}",
-                    "write timestamps as ISO-8601 (2025-06-30T12:00:00Z); naive ones are read as UTC",
-                    int(bad.sum()),
-                    _ids(df, table, bad),
-                )
-            )
+        _type_violation(
+            out,
+            df,
+            table,
+            col,
+            bad,
+            f"ISO-8601 {'dates' if col.kind == 'date' else 'timestamps'}",
+            "write timestamps as ISO-8601 (2025-06-30T12:00:00Z); naive ones are read as UTC",
+        )
         if col.kind == "date":
             res = res.dt.normalize()
         return res
@@ -276,22 +298,18 @@ def _coerce_column(
         if col.kind == "int":
             frac = res.notna() & (res != np.floor(res.fillna(0)))
             bad = bad | frac
-        if bad.any():
-            out.append(
-                Violation(
-                    table.name,
-                    col.name,
-                    "type",
-                    f"{int(bad.sum())} value(s) are not {'integers' if col.kind == 'int' else 'numbers'}",
-                    "use plain numbers with '.' as the decimal separator (29.00), no currency symbols",
-                    int(bad.sum()),
-                    _ids(df, table, bad),
-                )
-            )
+        _type_violation(
+            out,
+            df,
+            table,
+            col,
+            bad,
+            "integers" if col.kind == "int" else "numbers",
+            "use plain numbers with '.' as the decimal separator (29.00), no currency symbols",
+        )
         if col.kind == "int":
-            if col.nullable:
-                return res.where(~bad).round().astype("Int64")
-            return res.where(~bad).round().astype("Int64")  # made int64 after the null check
+            # nullable Int64 here; non-null columns become int64 once validation passed
+            return res.where(~bad).round().astype("Int64")
         return res
     if col.kind == "bool":
         if pd.api.types.is_bool_dtype(s):
@@ -301,18 +319,7 @@ def _coerce_column(
         res[txt.isin(_TRUE)] = True
         res[txt.isin(_FALSE)] = False
         bad = res.isna() & ~raw_null
-        if bad.any():
-            out.append(
-                Violation(
-                    table.name,
-                    col.name,
-                    "type",
-                    f"{int(bad.sum())} value(s) are not booleans",
-                    "use true/false (or 1/0)",
-                    int(bad.sum()),
-                    _ids(df, table, bad),
-                )
-            )
+        _type_violation(out, df, table, col, bad, "booleans", "use true/false (or 1/0)")
         return res
     raise AssertionError(col.kind)  # pragma: no cover
 
