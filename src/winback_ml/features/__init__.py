@@ -19,6 +19,8 @@ from winback_ml.features.training import (
     build_return_scoring_frame,
     build_return_training_frame,
     lapse_episodes,
+    lapse_reasons,
+    reason_proba_columns,
 )
 
 __all__ = [
@@ -31,4 +33,6 @@ __all__ = [
     "build_return_scoring_frame",
     "build_return_training_frame",
     "lapse_episodes",
+    "lapse_reasons",
+    "reason_proba_columns",
 ]

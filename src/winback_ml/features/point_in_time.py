@@ -83,6 +83,8 @@ NUMERIC_FEATURES = [
     "sessions_prev",
     "usage_trend",
     "weeks_since_active",
+    "log_minutes_per_session",
+    "features_per_session",
     "n_tickets_90d",
     "n_complaints",
     "n_complaints_90d",
@@ -400,6 +402,16 @@ def build_customer_features(
         out["features_used_8w"] = (now[:, 2] - w8[:, 2]) / 8.0
         out["sessions_prev"] = (w8[:, 0] - w26[:, 0]) / 18.0
         out["usage_trend"] = np.log1p(out["sessions_8w"]) - np.log1p(out["sessions_prev"])
+        # per-session intensity over every complete week so far: stable traits of the customer
+        # (how long a session lasts, how many features it touches), not of the current period
+        with np.errstate(invalid="ignore", divide="ignore"):
+            has = (now[:, 0] > 0) & (now[:, 1] > 0)
+            out["log_minutes_per_session"] = np.where(
+                has, np.log(np.where(has, now[:, 1], 1.0) / np.maximum(now[:, 0], 1.0)), np.nan
+            )
+            out["features_per_session"] = np.where(
+                now[:, 0] > 0, now[:, 2] / np.maximum(now[:, 0], 1.0), np.nan
+            )
         last_act = pd.to_datetime(_asof_last(K, u[u["act"] > 0], "done", ["s"])["__t"])
         wsa = ((at_v - last_act) / pd.Timedelta(days=7)).to_numpy()
         out["weeks_since_active"] = np.where(np.isnan(wsa), 104.0, np.minimum(wsa, 104.0))
@@ -411,6 +423,8 @@ def build_customer_features(
             "sessions_prev",
             "usage_trend",
             "weeks_since_active",
+            "log_minutes_per_session",
+            "features_per_session",
         ):
             out[c] = np.nan
 

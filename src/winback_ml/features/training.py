@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from winback_ml.data.loader import ContractData, cut_as_of, to_timestamp
-from winback_ml.exceptions import DataContractError
+from winback_ml.exceptions import ConfigError, DataContractError
 from winback_ml.features.point_in_time import as_contract_data, build_customer_features
 
 __all__ = [
@@ -55,6 +55,8 @@ __all__ = [
     "build_churn_training_frame",
     "build_churn_scoring_frame",
     "lapse_episodes",
+    "lapse_reasons",
+    "reason_proba_columns",
 ]
 
 _DAY = pd.Timedelta(days=1)
@@ -84,20 +86,103 @@ def lapse_episodes(data: ContractData | Mapping[str, pd.DataFrame], as_of: Any) 
     return build_lapse_episodes(cd, T)
 
 
-def _reason(eps: pd.DataFrame, reasons: pd.Series | Mapping[str, str] | None) -> pd.Series:
-    r = eps["stated_reason"].astype("object")
+def reason_proba_columns() -> list[str]:
+    """``p_<reason>`` for every reason the cohort stage's classifier can give, in its order."""
+    from winback_ml.cohort.reasons import REASONS
+
+    return [f"p_{r}" for r in REASONS]
+
+
+def lapse_reasons(
+    cd: ContractData,
+    T: pd.Timestamp,
+    eps: pd.DataFrame,
+    reasons: pd.Series | Mapping[str, str] | str | None = "infer",
+    classifier: Any = None,
+) -> pd.DataFrame:
+    """The cancel reason known for each lapse episode, as of that lapse's end.
+
+    Parameters
+    ----------
+    cd, T : contract data cut at ``T``, and ``T``
+    eps : lapse episodes (:func:`lapse_episodes`), one row per lapse
+    reasons :
+        * ``"infer"`` (default): the stated reason, else the cohort stage's
+          :class:`~winback_ml.cohort.reasons.ReasonClassifier` inferred from
+          :func:`~winback_ml.cohort.reasons.reason_features` of *that* lapse
+          (rows dated up to its end only), else ``payment_failed`` for an
+          unrecovered payment failure; plus ``p_<reason>`` probabilities
+          (one-hot where the reason is stated or the payment rule applies).
+        * ``None``: the stated reason, else ``unknown``; no probabilities.
+        * a Series or mapping of reasons: for lapses without a stated reason.
+          Keyed by ``lapse_id``, each applies to its lapse. Keyed by
+          ``customer_id`` (as a lapsed cohort gives them), a reason describes the
+          customer's **latest** lapse only; earlier lapses keep their stated reason
+          or ``unknown`` (they never take a reason that was known only later).
+    classifier : a fitted ReasonClassifier to use as is (``"infer"`` only); else
+        one is fitted on every lapse up to ``T`` with a stated reason
+
+    Returns
+    -------
+    DataFrame aligned with ``eps`` (same index): ``reason``, ``reason_source``
+    (``stated`` | ``inferred`` | ``unknown``) and, with ``"infer"``, the
+    :func:`reason_proba_columns`.
+    """
+    stated = eps["stated_reason"].astype("object")
+    ok = stated.notna() & (stated.astype(str) != "unknown")
+    out = pd.DataFrame(index=eps.index)
+    if isinstance(reasons, str):
+        if reasons != "infer":
+            raise ConfigError(
+                "The 'reasons' parameter must be 'infer', None, or a Series/mapping of reasons "
+                f"keyed by lapse_id or customer_id. Got {reasons!r} instead."
+            )
+        from winback_ml.cohort.reasons import REASONS, infer_reasons
+
+        if eps.empty:
+            out["reason"] = pd.Series(dtype=object)
+            out["reason_source"] = pd.Series(dtype=object)
+            for c in reason_proba_columns():
+                out[c] = pd.Series(dtype=float)
+            return out
+        inf = infer_reasons(
+            cd, eps[["customer_id", "lapse_id"]], T, classifier=classifier, episodes=eps
+        )
+        r = inf["cancel_reason"].astype(object).to_numpy()
+        out["reason"] = np.where(ok.to_numpy(), stated.to_numpy(), r)
+        src = np.where(
+            ok.to_numpy(),
+            "stated",
+            np.where(inf["reason_rule"].to_numpy() == "no_model", "unknown", "inferred"),
+        )
+        out["reason_source"] = src
+        for rr in REASONS:
+            out[f"p_{rr}"] = inf[f"p_{rr}"].to_numpy(float)
+        return out
+    r = stated.where(ok)
     if reasons is not None:
         rs = pd.Series(reasons) if not isinstance(reasons, pd.Series) else reasons
-        key = eps["lapse_id"] if rs.index.isin(eps["lapse_id"]).any() else eps["customer_id"]
-        r = r.where(r.notna(), key.map(rs))
-    return r.fillna("unknown").astype(str)
+        if rs.index.isin(eps["lapse_id"]).any():
+            r = r.where(r.notna(), eps["lapse_id"].map(rs))
+        else:
+            # keyed by customer: the reason of the customer's latest lapse (as of T), and of no
+            # earlier one (an earlier lapse would take a reason known only later: leakage)
+            order = eps.sort_values(["customer_id", "ended_at"], kind="mergesort")
+            latest = ~order["customer_id"].duplicated(keep="last")
+            latest = latest.reindex(eps.index).to_numpy()
+            r = r.where(r.notna() | ~latest, eps["customer_id"].map(rs))
+    known = r.notna()
+    out["reason"] = r.fillna("unknown").astype(str)
+    out["reason_source"] = np.where(ok, "stated", np.where(known, "inferred", "unknown"))
+    return out
 
 
 def build_return_training_frame(
     data: ContractData | Mapping[str, pd.DataFrame],
     as_of: Any,
-    reasons: pd.Series | Mapping[str, str] | None = None,
+    reasons: pd.Series | Mapping[str, str] | str | None = "infer",
     censor_at_contact: bool = True,
+    reason_classifier: Any = None,
 ) -> pd.DataFrame:
     """One row per lapse at or before ``as_of``: features at the lapse, duration and event.
 
@@ -112,14 +197,18 @@ def build_return_training_frame(
     ----------
     data : ContractData or dict of contract frames (cut at ``as_of`` here)
     as_of : the run date
-    reasons : inferred reasons for lapses without a stated one, keyed by
-        ``lapse_id`` or ``customer_id`` (e.g. from the cohort stage)
+    reasons : ``"infer"`` (default), None, or reasons keyed by ``lapse_id`` or
+        ``customer_id``: see :func:`lapse_reasons`. Each lapse gets the reason known
+        for *that* lapse, never one of a later lapse of the same customer.
+    censor_at_contact : censor at a contacted-arm campaign assignment (above)
+    reason_classifier : a fitted ReasonClassifier for ``reasons="infer"``
 
     Returns
     -------
     DataFrame
         ``lapse_id``, ``customer_id``, ``at`` (the lapse), ``duration_days``,
-        ``event``, ``reason``, ``lapse_number`` and the feature columns.
+        ``event``, ``entry_days``, ``reason``, ``reason_source``, ``lapse_number``,
+        the ``p_<reason>`` columns (with ``"infer"``) and the feature columns.
     """
     cd, T = _cut(data, as_of)
     from winback_ml.cohort.episodes import build_lapse_episodes
@@ -144,10 +233,10 @@ def build_return_training_frame(
             "duration_days": duration,
             "event": event,
             "entry_days": np.minimum(entry, duration),
-            "reason": _reason(eps, reasons).to_numpy(),
             "lapse_number": eps["lapse_number"].to_numpy(float),
         }
     )
+    out = _with_reasons(out, lapse_reasons(cd, T, eps, reasons, reason_classifier))
     feats = _with_interview(feats, iv)
     return pd.concat(
         [
@@ -157,6 +246,14 @@ def build_return_training_frame(
         ],
         axis=1,
     )
+
+
+def _with_reasons(out: pd.DataFrame, lr: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with the reason columns inserted after ``entry_days`` / ``days_lapsed``."""
+    lr = lr.reset_index(drop=True)
+    pos = 4 if "entry_days" in out.columns else 2
+    left, right = out.iloc[:, :pos], out.iloc[:, pos:]
+    return pd.concat([left, lr, right], axis=1)
 
 
 #: Features that carry no information at the moment of a lapse (constant there).
@@ -240,22 +337,27 @@ def _censor_at_contact(
 def build_return_scoring_frame(
     data: ContractData | Mapping[str, pd.DataFrame],
     as_of: Any,
-    reasons: pd.Series | Mapping[str, str] | None = None,
+    reasons: pd.Series | Mapping[str, str] | str | None = "infer",
     max_days_lapsed: float | None = None,
+    reason_classifier: Any = None,
 ) -> pd.DataFrame:
     """Customers lapsed and not returned at ``as_of``: features at the lapse plus ``days_lapsed``.
 
     ``max_days_lapsed`` keeps only lapses at most that many days old (the
-    contract's ``lapsed_window_days``); None keeps all.
+    contract's ``lapsed_window_days``); None keeps all. ``reasons`` and
+    ``reason_classifier`` as in :func:`build_return_training_frame` (use the same
+    choice for training and scoring: ``"infer"`` adds the ``p_<reason>`` columns).
     """
     cd, T = _cut(data, as_of)
     from winback_ml.cohort.episodes import build_lapse_episodes
 
-    eps = build_lapse_episodes(cd, T)
-    eps = eps[~eps["returned"].astype(bool)]
+    all_eps = build_lapse_episodes(cd, T)
+    lr = lapse_reasons(cd, T, all_eps, reasons, reason_classifier)
+    eps = all_eps[~all_eps["returned"].astype(bool)]
     eps = eps.sort_values(["customer_id", "ended_at"]).drop_duplicates("customer_id", keep="last")
     if max_days_lapsed is not None:
         eps = eps[eps["days_observed"] <= float(max_days_lapsed)]
+    lr = lr.loc[eps.index].reset_index(drop=True)
     eps = eps.reset_index(drop=True)
     feats = build_customer_features(cd, eps["ended_at"], eps["customer_id"])
     iv = _lapse_interview(cd, eps, pd.Series(T, index=eps.index))
@@ -263,10 +365,10 @@ def build_return_scoring_frame(
         {
             "lapse_id": eps["lapse_id"].to_numpy(),
             "days_lapsed": eps["days_observed"].to_numpy(float),
-            "reason": _reason(eps, reasons).to_numpy(),
             "lapse_number": eps["lapse_number"].to_numpy(float),
         }
     )
+    out = _with_reasons(out, lr)
     feats = _with_interview(feats, iv)
     return pd.concat(
         [
