@@ -13,9 +13,12 @@ import sqlalchemy as sa
 import uvicorn
 
 from winback_ml.intake import MAX_BODY_BYTES, IntakeLedger
+from winback_ml.intake.auth import ReceiverAuth
 from winback_ml.intake.ledger import dead_letters_table, inbox_table, winback_queue_table
 from winback_ml.intake.receiver import create_app
+from winback_ml.intake.recurly import sign_recurly_payload
 from winback_ml.intake.samples import (
+    TestPKI,
     csv_export,
     google_envelope,
     google_subscription,
@@ -26,6 +29,14 @@ from winback_ml.intake.samples import (
 from winback_ml.intake.stripe import sign_stripe_payload
 
 SECRET = "whsec_test_secret"
+# every other source authenticated too (the receiver refuses a source with nothing configured)
+AUTH = ReceiverAuth(
+    chargebee_username="cb_user",
+    chargebee_password="cb_pass",
+    recurly_secret="rc_secret",
+    google_token="g_token",
+    csv_token="csv_token",
+)
 T0 = datetime(2025, 3, 1, 12)
 
 
@@ -66,6 +77,24 @@ def ledger(tmp_path):
     return IntakeLedger(f"sqlite:///{tmp_path}/recv.db", stripe_secret=SECRET)
 
 
+def _request(provider: str, body: bytes) -> tuple[str, dict[str, str]]:
+    """Path and headers of a genuine delivery of ``body`` under :data:`AUTH` and :data:`SECRET`."""
+    import base64
+
+    if provider == "stripe":
+        return "/webhooks/stripe", _signed(body)
+    if provider == "chargebee":
+        cred = base64.b64encode(b"cb_user:cb_pass").decode()
+        return "/webhooks/chargebee", {"Authorization": f"Basic {cred}"}
+    if provider == "recurly":
+        return "/webhooks/recurly", {"recurly-signature": sign_recurly_payload(body, "rc_secret")}
+    if provider == "google":
+        return "/webhooks/google?token=g_token", {}
+    if provider == "csv":
+        return "/webhooks/csv", {"Authorization": "Bearer csv_token"}
+    return f"/webhooks/{provider}", {}  # apple: the JWS carries its own signature
+
+
 def _signed(body: bytes, t: float | None = None) -> dict[str, str]:
     return {
         "Stripe-Signature": sign_stripe_payload(body, SECRET, int(t or time.time())),
@@ -86,7 +115,7 @@ def test_round_trip(ledger):
         evt_id="evt_d",
         created=end,
     )
-    with _Server(create_app(ledger)) as c:
+    with _Server(create_app(ledger, auth=AUTH)) as c:
         assert c.get("/healthz").json() == {"status": "ok", "pending": 0}
         r = c.post("/webhooks/stripe", content=created, headers=_signed(created))
         assert r.status_code == 200 and r.json()["status"] == "accepted" and r.json()["events"] == 1
@@ -128,9 +157,10 @@ def test_round_trip(ledger):
         r = c.post("/webhooks/stripe", content=big)
         assert r.status_code == 413 and "at most" in r.json()["reason"]
         assert c.post("/webhooks/paddle", content=b"{}").status_code == 404
-        # other providers need no Stripe secret
+        # other providers need no Stripe secret, but their own credentials
         g = google_envelope(4, google_subscription(start=T0), event_time=T0)
-        assert c.post("/webhooks/google", content=g).json()["status"] == "accepted"
+        assert c.post("/webhooks/google", content=g).status_code == 401
+        assert c.post(_request("google", g)[0], content=g).json()["status"] == "accepted"
         rows = csv_export(
             [
                 {
@@ -154,7 +184,8 @@ def test_round_trip(ledger):
                 },
             ]
         )
-        r = c.post("/webhooks/csv", content=rows)
+        assert c.post("/webhooks/csv", content=rows).status_code == 401
+        r = c.post("/webhooks/csv", content=rows, headers=_request("csv", rows)[1])
         assert r.json()["accepted"] == 2
     with ledger.engine.connect() as conn:
         kinds = sorted(conn.execute(sa.select(dead_letters_table.c.kind)).scalars())
@@ -173,18 +204,25 @@ def test_a_stored_body_survives_a_crash(ledger):
     body = stripe_event("customer.subscription.created", stripe_subscription(start=T0), created=T0)
     # the previous process stored the body and died before processing it
     ledger.store_raw("stripe", body, headers=_signed(body))
-    with _Server(create_app(IntakeLedger(ledger.store.url, stripe_secret=SECRET))) as c:
+    with _Server(
+        create_app(IntakeLedger(ledger.store.url, stripe_secret=SECRET), auth=ReceiverAuth())
+    ) as c:
         assert c.get("/healthz").json()["pending"] == 0
     with ledger.engine.connect() as conn:
         assert conn.execute(sa.select(inbox_table.c.status)).scalars().all() == ["accepted"]
 
 
 def test_stream_over_http_matches_direct_ingest(tmp_path):
-    bodies, truth = make_webhook_stream(15, seed=11)
-    led = IntakeLedger(f"sqlite:///{tmp_path}/h.db")
+    # every source authenticated as in production: signatures, basic auth, tokens, JWS
+    pki = TestPKI.create()
+    bodies, truth = make_webhook_stream(15, seed=11, pki=pki)
+    led = IntakeLedger(f"sqlite:///{tmp_path}/h.db", stripe_secret=SECRET, apple_root=pki.root_pem)
     t0 = time.perf_counter()
-    with _Server(create_app(led)) as c:
-        codes = [c.post(f"/webhooks/{p}", content=b).status_code for p, b in bodies]
+    with _Server(create_app(led, auth=AUTH)) as c:
+        codes = []
+        for p, b in bodies:
+            path, headers = _request(p, b)
+            codes.append(c.post(path, content=b, headers=headers).status_code)
     per_request_ms = 1000 * (time.perf_counter() - t0) / len(bodies)
     assert set(codes) == {200}
     with led.engine.connect() as conn:

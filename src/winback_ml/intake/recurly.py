@@ -26,9 +26,12 @@ Intent versus end: ``canceled`` is an intent (access continues to
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from typing import Any
 
-from winback_ml.exceptions import IntakeError
+from winback_ml.exceptions import IntakeError, SignatureError
 from winback_ml.intake._common import (
     Normalized,
     detail_tokens,
@@ -41,9 +44,82 @@ from winback_ml.intake._common import (
 )
 from winback_ml.intake.reasons import RECURLY_EXPIRATION_REASONS, reason_from_text
 
-__all__ = ["normalize_recurly", "RECURLY_SUBSCRIPTION_EVENTS", "RECURLY_PAYMENT_EVENTS"]
+__all__ = [
+    "normalize_recurly",
+    "sign_recurly_payload",
+    "verify_recurly_signature",
+    "RECURLY_SUBSCRIPTION_EVENTS",
+    "RECURLY_PAYMENT_EVENTS",
+]
 
 P = "recurly"
+
+
+def sign_recurly_payload(body: bytes, secret: str, timestamp_ms: int | None = None) -> str:
+    """The ``recurly-signature`` header for ``body``: ``"<unix ms>,<hex HMAC-SHA256>"``.
+
+    What Recurly sends with a JSON webhook, and what a fetcher that wraps the
+    notification into the envelope sends with the envelope it posts (for tests and tools).
+    """
+    t = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"{t},{mac}"
+
+
+def verify_recurly_signature(
+    body: bytes,
+    header: str | None,
+    secret: str,
+    *,
+    tolerance: int = 300,
+    now: float | None = None,
+) -> None:
+    """Check a ``recurly-signature`` header; raise :class:`SignatureError` on any mismatch.
+
+    Recurly's scheme: the header is a unix timestamp followed by one or more hex
+    signatures (two while a rotated key is still valid), comma-separated; a
+    signature is HMAC-SHA256 of ``"{timestamp}.{raw body}"`` with the endpoint's
+    secret key. Recurly documents the timestamp in milliseconds; a 10-digit value
+    is read as seconds. It must be within ``tolerance`` seconds of now (replay
+    protection). Comparison is constant-time.
+
+    Raises
+    ------
+    SignatureError
+        Missing header, malformed header, stale timestamp, or no signature matches.
+    """
+    if not header:
+        raise SignatureError(
+            "recurly: missing recurly-signature header while a webhook secret is configured. "
+            "Fix: deliver Recurly's JSON webhook (or the fetcher's envelope) signed with the "
+            "endpoint's secret key."
+        )
+    parts = [p.strip() for p in header.split(",")]
+    if len(parts) < 2 or not parts[0].isdigit() or not all(parts[1:]):
+        raise SignatureError(
+            "recurly: recurly-signature header must be '<unix timestamp>,<hex signature>"
+            "[,<hex signature>]'."
+        )
+    ts = int(parts[0])
+    seconds = ts / 1000 if ts >= 10**11 else float(ts)
+    now = time.time() if now is None else now
+    if tolerance and abs(now - seconds) > tolerance:
+        raise SignatureError(
+            f"recurly: signature timestamp is {abs(now - seconds):.0f} s from now; expected "
+            f"within {tolerance} s (replay protection). Fix: check the server clock or resend "
+            "the notification."
+        )
+    expected = hmac.new(secret.encode(), f"{parts[0]}.".encode() + body, hashlib.sha256)
+    expected_hex = expected.hexdigest().encode()
+    if not any(
+        hmac.compare_digest(expected_hex, s.lower().encode("utf-8", "surrogateescape"))
+        for s in parts[1:]
+    ):
+        raise SignatureError(
+            "recurly: signature mismatch: no signature equals HMAC-SHA256 of the body with the "
+            "configured secret. Fix: use the endpoint's secret key and the raw body."
+        )
+
 
 #: subscription event_type -> contract event_type (None: state only)
 RECURLY_SUBSCRIPTION_EVENTS: dict[str, str | None] = {
