@@ -121,3 +121,98 @@ def test_a_leaf_certificate_cannot_issue_another(pki):
     b = apple_notification("DID_RENEW", apple_transaction(), pki=forged)
     with pytest.raises(SignatureError, match=r"x5c\[1\] issues x5c\[0\] but is not a CA"):
         normalize("apple", b, apple_root=pki.root_pem, now=NOW)
+
+
+def _pki_with_markers(leaf_oid: str | None, inter_oid: str | None) -> TestPKI:
+    """A test CA whose leaf and intermediate carry the given marker OIDs (None: none)."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def cert(subject, key, issuer, issuer_key, ca, oid):
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(datetime(2020, 1, 1))
+            .not_valid_after(datetime(2020, 1, 1) + timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if oid:
+            b = b.add_extension(
+                x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), b"\x05\x00"), critical=False
+            )
+        return b.sign(issuer_key, hashes.SHA256())
+
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+    root = cert("M Root", keys[0], "M Root", keys[0], True, None)
+    inter = cert("M Inter", keys[1], "M Root", keys[0], True, inter_oid)
+    leaf = cert("M Leaf", keys[2], "M Inter", keys[1], False, leaf_oid)
+    der = [c.public_bytes(serialization.Encoding.DER) for c in (leaf, inter, root)]
+    return TestPKI(
+        root_pem=root.public_bytes(serialization.Encoding.PEM),
+        x5c=[base64.b64encode(d).decode() for d in der],
+        _key=keys[2],
+    )
+
+
+LEAF_OID, INTER_OID = "1.2.840.113635.100.6.11.1", "1.2.840.113635.100.6.2.1"
+
+
+@pytest.mark.parametrize(
+    ("leaf_oid", "inter_oid", "match"),
+    [
+        (
+            None,
+            INTER_OID,
+            r"x5c\[0\] lacks Apple's App Store signing \(leaf\) marker.*"
+            r"1\.2\.840\.113635\.100\.6\.11\.1",
+        ),
+        (
+            LEAF_OID,
+            None,
+            r"x5c\[1\] lacks Apple's Apple WWDR intermediate marker.*"
+            r"1\.2\.840\.113635\.100\.6\.2\.1",
+        ),
+        (None, None, r"x5c\[0\] lacks"),
+        (INTER_OID, LEAF_OID, r"x5c\[0\] lacks"),  # markers swapped
+        ("1.2.840.113635.100.6.11.2", INTER_OID, r"x5c\[0\] lacks"),  # a sibling Apple OID
+    ],
+)
+def test_chain_without_apple_marker_oids_is_rejected(leaf_oid, inter_oid, match):
+    # a chain that is cryptographically sound up to the trusted root, but whose certificates
+    # Apple did not issue for App Store notifications, must not be trusted
+    pki = _pki_with_markers(leaf_oid, inter_oid)
+    b = apple_notification("DID_RENEW", apple_transaction(), pki=pki)
+    with pytest.raises(SignatureError, match=match):
+        normalize("apple", b, apple_root=pki.root_pem, now=NOW)
+    assert normalize("apple", b, now=NOW).verification == "unverified"  # no root: not checked
+
+
+def test_chain_with_both_markers_verifies():
+    pki = _pki_with_markers(LEAF_OID, INTER_OID)
+    b = apple_notification("DID_RENEW", apple_transaction(), pki=pki)
+    assert normalize("apple", b, apple_root=pki.root_pem, now=NOW).verification == "verified"
+    unmarked = TestPKI.create(markers=False)
+    b = apple_notification("DID_RENEW", apple_transaction(), pki=unmarked)
+    with pytest.raises(SignatureError, match="marker extension"):
+        normalize("apple", b, apple_root=unmarked.root_pem, now=NOW)
+
+
+def test_a_lone_certificate_is_not_apples_chain():
+    # a marked leaf issued straight by the trusted root: no WWDR intermediate in between
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    pki = _pki_with_markers(LEAF_OID, INTER_OID)
+    inter = x509.load_der_x509_certificate(base64.b64decode(pki.x5c[1]))
+    trusted = inter.public_bytes(serialization.Encoding.PEM)
+    lone = TestPKI(root_pem=trusted, x5c=pki.x5c[:1], _key=pki._key)
+    b = apple_notification("DID_RENEW", apple_transaction(), pki=lone)
+    with pytest.raises(SignatureError, match="x5c holds 1 certificate"):
+        normalize("apple", b, apple_root=trusted, now=NOW)

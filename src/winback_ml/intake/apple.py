@@ -11,9 +11,15 @@ Verification
 When the user supplies Apple's root certificate (``apple_root``: PEM or DER
 bytes, a path, or a ``cryptography`` certificate), every JWS is verified: each
 certificate of ``x5c`` must be signed by the next, the last must be the given
-root (byte for byte) or be signed by it, the certificates must be valid at the
-notification's ``signedDate``, and the ES256 signature must verify with the
-leaf key. A failure raises :class:`~winback_ml.exceptions.SignatureError`.
+root (byte for byte) or be signed by it, every issuing certificate must be a
+CA, the leaf must carry Apple's App Store receipt-signing marker extension
+(OID ``1.2.840.113635.100.6.11.1``) and the next certificate Apple's WWDR
+intermediate marker (``1.2.840.113635.100.6.2.1``), as Apple's own App Store
+Server Library checks, the certificates must be valid at the notification's
+``signedDate``, and the ES256 signature must verify with the leaf key. (The
+marker check keeps any other certificate that Apple's root happens to
+certify, directly or through another Apple intermediate, from signing
+notifications.) A failure raises :class:`~winback_ml.exceptions.SignatureError`.
 Without a root the payload is decoded but marked ``verification="unverified"``
 (stored so in the inbox). Nothing is ever fetched from the network.
 
@@ -51,11 +57,18 @@ __all__ = [
     "decode_jws",
     "verify_jws",
     "load_root_certificate",
+    "APPLE_LEAF_MARKER_OID",
+    "APPLE_INTERMEDIATE_MARKER_OID",
     "APPLE_HANDLED_TYPES",
     "APPLE_IGNORED_TYPES",
 ]
 
 P = "apple"
+
+#: Apple's marker extension on the App Store signing (leaf) certificate
+APPLE_LEAF_MARKER_OID = "1.2.840.113635.100.6.11.1"
+#: Apple's marker extension on the WWDR intermediate certificate
+APPLE_INTERMEDIATE_MARKER_OID = "1.2.840.113635.100.6.2.1"
 
 APPLE_HANDLED_TYPES = frozenset(
     {
@@ -226,6 +239,23 @@ def verify_jws(
                 f"{P}: {what} certificate chain does not end at the supplied Apple root "
                 f"(last subject {last.subject.rfc4514_string()!r}). Fix: pass Apple's root CA "
                 "(AppleRootCA-G3) or check the sender."
+            ) from None
+    if len(chain) < 2:
+        raise SignatureError(
+            f"{P}: {what} x5c holds {len(chain)} certificate; expected Apple's chain: the "
+            "signing certificate, Apple's WWDR intermediate and (optionally) the root."
+        )
+    for i, oid, role in (
+        (0, APPLE_LEAF_MARKER_OID, "App Store signing (leaf)"),
+        (1, APPLE_INTERMEDIATE_MARKER_OID, "Apple WWDR intermediate"),
+    ):
+        try:
+            chain[i].extensions.get_extension_for_oid(x509.ObjectIdentifier(oid))
+        except (x509.ExtensionNotFound, ValueError):  # absent, or unparsable extensions
+            raise SignatureError(
+                f"{P}: {what} x5c[{i}] lacks Apple's {role} marker extension (OID {oid}): "
+                "not a certificate Apple issues for App Store notifications. Fix: check the "
+                "sender; only notifications from the App Store are accepted."
             ) from None
     if at is not None:
         for i, c in enumerate(chain):

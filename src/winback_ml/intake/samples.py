@@ -369,8 +369,15 @@ class TestPKI:
 
     @classmethod
     def create(
-        cls, *, valid_from: datetime | None = None, days: int = 3650, name: str = "Test"
+        cls,
+        *,
+        valid_from: datetime | None = None,
+        days: int = 3650,
+        name: str = "Test",
+        markers: bool = True,
     ) -> TestPKI:
+        """A fresh chain; ``markers`` adds Apple's marker extensions (leaf and intermediate
+        OIDs, as unrecognised non-critical extensions), as Apple's certificates carry them."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -379,7 +386,9 @@ class TestPKI:
         start = valid_from or datetime(2020, 1, 1)
         end = start + timedelta(days=days)
 
-        def cert(subject: str, key: Any, issuer: str, issuer_key: Any, ca: bool) -> Any:
+        def cert(
+            subject: str, key: Any, issuer: str, issuer_key: Any, ca: bool, marker: str | None
+        ) -> Any:
             b = (
                 x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -390,14 +399,36 @@ class TestPKI:
                 .not_valid_after(end)
                 .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
             )
+            if marker and markers:
+                ext = x509.UnrecognizedExtension(x509.ObjectIdentifier(marker), b"\x05\x00")
+                b = b.add_extension(ext, critical=False)
             return b.sign(issuer_key, hashes.SHA256())
 
         root_key = ec.generate_private_key(ec.SECP256R1())
         inter_key = ec.generate_private_key(ec.SECP256R1())
         leaf_key = ec.generate_private_key(ec.SECP256R1())
-        root = cert(f"{name} Root CA", root_key, f"{name} Root CA", root_key, True)
-        inter = cert(f"{name} Intermediate", inter_key, f"{name} Root CA", root_key, True)
-        leaf = cert(f"{name} Leaf", leaf_key, f"{name} Intermediate", inter_key, False)
+        from winback_ml.intake.apple import (
+            APPLE_INTERMEDIATE_MARKER_OID,
+            APPLE_LEAF_MARKER_OID,
+        )
+
+        root = cert(f"{name} Root CA", root_key, f"{name} Root CA", root_key, True, None)
+        inter = cert(
+            f"{name} Intermediate",
+            inter_key,
+            f"{name} Root CA",
+            root_key,
+            True,
+            APPLE_INTERMEDIATE_MARKER_OID,
+        )
+        leaf = cert(
+            f"{name} Leaf",
+            leaf_key,
+            f"{name} Intermediate",
+            inter_key,
+            False,
+            APPLE_LEAF_MARKER_OID,
+        )
         der = [c.public_bytes(serialization.Encoding.DER) for c in (leaf, inter, root)]
         return cls(
             root_pem=root.public_bytes(serialization.Encoding.PEM),
