@@ -134,3 +134,115 @@ def test_replacing_some_tables_cannot_leave_the_others_dangling(store):
     for name, df in before.tables().items():
         pd.testing.assert_frame_equal(after.table(name), df)
     store.write(t)  # the whole export again: fine
+
+
+# ------------------------------------------------------------------ unreachable store
+REFUSED = "postgresql+psycopg://app:s3cretPW@127.0.0.1:1/x"  # nothing listens on port 1
+
+
+@pytest.mark.parametrize("use", ["exists", "read", "write", "engine", "create_schema"])
+def test_unreachable_store_is_a_clear_error_with_the_password_masked(use):
+    from winback_ml.exceptions import ConfigError
+
+    st = Store(REFUSED)  # constructing does not connect
+    with pytest.raises(ConfigError) as ei:
+        if use == "write":
+            st.write(tiny_tables())
+        elif use == "engine":
+            st.engine  # noqa: B018
+        else:
+            getattr(st, use)()
+    msg = str(ei.value)
+    assert "postgresql+psycopg://app:***@127.0.0.1:1/x" in msg
+    assert "connection refused" in msg and "Fix: start the database server" in msg
+    assert "s3cretPW" not in msg and "s3cretPW" not in repr(st)
+    assert ei.value.__cause__ is None and ei.value.__suppress_context__  # no driver traceback
+
+
+def test_unknown_host_and_bad_urls():
+    from winback_ml.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown host.*Fix: check the host name") as ei:
+        Store("postgresql+psycopg://app:s3cretPW@no-such-host.invalid:5432/x").exists()
+    assert "app:***@no-such-host.invalid" in str(ei.value) and "s3cretPW" not in str(ei.value)
+    with pytest.raises(ConfigError, match="not an SQLAlchemy URL"):
+        Store("postgresql+psycopg//app:s3cretPW@db/x")
+    with pytest.raises(ConfigError, match="dialect/driver 'nosuchdb'") as ei:
+        Store("nosuchdb://app:s3cretPW@db/x").exists()
+    assert "s3cretPW" not in str(ei.value)
+    with pytest.raises(ConfigError, match="cannot be created"):
+        Store("sqlite:////proc/no/such/folder/x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("driver_message", "what"),
+    [
+        ('FATAL:  password authentication failed for user "app"', "authentication failed"),
+        ('could not translate host name "db" to address', "unknown host"),
+        (
+            'connection to server at "10.0.0.1", port 5432 failed: Connection refused',
+            "connection refused",
+        ),
+        ('FATAL:  database "x" does not exist', "the database or role does not exist"),
+        ("connection timeout expired", "connection timed out"),
+        ("something else entirely", "cannot connect"),
+    ],
+)
+def test_connection_failures_are_named(driver_message, what):
+    from winback_ml.data.store import describe_connection_error
+
+    err = describe_connection_error(
+        REFUSED, RuntimeError(driver_message + " dsn=postgresql://app:s3cretPW@h/x s3cretPW")
+    )
+    assert f": {what} (" in str(err) and "Fix:" in str(err)
+    assert "s3cretPW" not in str(err)
+
+
+def test_mask_url_password():
+    from winback_ml.data.store import mask_url_password
+
+    assert mask_url_password("a postgresql+psycopg://u:p%40ss@h:1/x b") == (
+        "a postgresql+psycopg://u:***@h:1/x b"
+    )
+    assert mask_url_password("'mysql://u:pa/ss:w@h/x'") == "'mysql://u:***@h/x'"
+    assert mask_url_password("sqlite:///data/winback.db") == "sqlite:///data/winback.db"
+    assert mask_url_password("https://example.com/a@b") == "https://example.com/a@b"
+
+
+@pytest.mark.postgres
+def test_wrong_password_is_authentication_failed():
+    from winback_ml.exceptions import ConfigError
+
+    if not PG_URL:
+        pytest.skip("needs WINBACK_TEST_POSTGRES_URL")
+    bad = sa.make_url(PG_URL).set(password="wrong-Pw-123").render_as_string(hide_password=False)
+    with pytest.raises(ConfigError, match="authentication failed") as ei:
+        Store(bad).exists()
+    assert "wrong-Pw-123" not in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["store", "info", "--store", REFUSED],
+        ["intake", "health", f"--store={REFUSED}"],
+        ["validate", REFUSED],  # the loader's own engine: the CLI's safety net
+    ],
+)
+def test_cli_exits_1_without_traceback_for_an_unreachable_store(args, tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", "from winback_ml.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.startswith(
+        "error: Cannot connect to the store 'postgresql+psycopg://app:***@"
+    )
+    assert "connection refused" in out.stderr
+    assert "Traceback" not in out.stderr and "s3cretPW" not in out.stdout + out.stderr

@@ -46,11 +46,41 @@ for _name in _STAGE_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``winback`` console script."""
+    """Entry point of the ``winback`` console script.
+
+    A :class:`~winback_ml.exceptions.WinbackError` (bad input, an unreachable
+    store, ...) prints ``error: <message>`` and exits 1, without a traceback;
+    so does a database connection failure raised outside the store (e.g. the
+    loader reading ``winback validate URL``), its URL's password masked.
+    """
     from winback_ml.exceptions import WinbackError
 
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, standalone_mode=True)
-    except WinbackError as e:  # pragma: no cover - typer normally exits first
+    except WinbackError as e:  # typer re-raises what a command raises
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
+    except Exception as e:
+        msg = _connection_failure(e, args)
+        if msg is None:
+            raise
+        typer.echo(f"error: {msg}", err=True)
+        sys.exit(1)
+
+
+def _connection_failure(exc: BaseException, args: list[str]) -> str | None:
+    """The message for a database connection failure, or None for any other error."""
+    if "sqlalchemy" not in sys.modules:  # nothing connected to a database
+        return None
+    import os
+
+    import sqlalchemy as sa
+
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return None
+    from winback_ml.data.store import describe_connection_error
+
+    urls = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args]
+    url = next((a for a in urls if "://" in a), None) or os.environ.get("WINBACK_STORE_URL")
+    return str(describe_connection_error(url or "<the database URL>", exc))

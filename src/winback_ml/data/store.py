@@ -14,11 +14,21 @@ replaces (or appends to) the tables in a single transaction, so a bad input
 leaves what was stored untouched.
 
 Timestamps are stored as naive UTC ``TIMESTAMP`` columns.
+
+A store that cannot be reached fails early and clearly: the engine is opened
+with one probe connection the first time it is used, and a failure raises
+:class:`~winback_ml.exceptions.ConfigError` naming the URL with its password
+masked (:func:`mask_url_password`), what failed (connection refused, unknown
+host, authentication failed, database missing, timeout, SQLite file not
+openable) and the fix, instead of a driver traceback. A URL that does not
+parse, an unknown dialect or a missing driver raise it at construction.
+Passwords never appear in these messages.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,9 +38,15 @@ import sqlalchemy as sa
 
 from winback_ml.data.contract import TABLES
 from winback_ml.data.loader import ContractData, format_violations, load_data
-from winback_ml.exceptions import DataContractError
+from winback_ml.exceptions import ConfigError, DataContractError
 
-__all__ = ["Store", "default_store_url", "contract_metadata"]
+__all__ = [
+    "Store",
+    "default_store_url",
+    "contract_metadata",
+    "mask_url_password",
+    "describe_connection_error",
+]
 
 _SA_TYPES = {
     "string": sa.Text,
@@ -40,6 +56,111 @@ _SA_TYPES = {
     "int": sa.BigInteger,
     "bool": sa.Boolean,
 }
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def mask_url_password(text: str) -> str:
+    """Mask the password of every URL in ``text``: ``scheme://user:pw@`` -> ``scheme://user:***@``.
+
+    Examples
+    --------
+    >>> mask_url_password("cannot reach postgresql+psycopg://app:s3cret@db:5432/x")
+    'cannot reach postgresql+psycopg://app:***@db:5432/x'
+    """
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@", text)
+
+
+#: (words in the driver's message, what failed, the fix), first match wins
+_CONNECT_FAILURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (
+        ("password authentication failed", "authentication failed", "access denied"),
+        "authentication failed",
+        "check the user name and password in the URL (and that the user may connect to "
+        "this database)",
+    ),
+    (
+        (
+            "could not translate host name",
+            "name or service not known",
+            "nodename nor servname",
+            "temporary failure in name resolution",
+            "no address associated",
+            "unknown host",
+            "getaddrinfo failed",
+        ),
+        "unknown host",
+        "check the host name in the URL (it does not resolve)",
+    ),
+    (
+        ("connection refused",),
+        "connection refused",
+        "start the database server, or check the host and port in the URL (nothing listens there)",
+    ),
+    (
+        ("does not exist",),
+        "the database or role does not exist",
+        "create the database (e.g. createdb) or fix its name in the URL",
+    ),
+    (
+        ("timeout", "timed out"),
+        "connection timed out",
+        "check the host and port in the URL and that no firewall drops the connection",
+    ),
+    (
+        ("unable to open database file",),
+        "SQLite cannot open the database file",
+        "check that the file's folder exists and is writable, and the path in the URL",
+    ),
+)
+
+
+def describe_connection_error(url: str, exc: BaseException) -> ConfigError:
+    """A :class:`ConfigError` for a store that cannot be reached (password masked).
+
+    Parameters
+    ----------
+    url : str
+        The store URL (its password is masked in the message).
+    exc : BaseException
+        The driver's or SQLAlchemy's error.
+
+    Returns
+    -------
+    ConfigError
+        Names the URL, what failed (connection refused, unknown host,
+        authentication failed, ...) and the fix.
+    """
+    detail = str(getattr(exc, "orig", None) or exc)
+    try:
+        password = sa.make_url(url).password
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        password = None
+    if password and len(str(password)) >= 3:
+        detail = detail.replace(str(password), "***")
+    detail = mask_url_password(" ".join(detail.split()))[:300]
+    low = detail.lower()
+    what, fix = "cannot connect", "check the URL and that the database server accepts connections"
+    for words, w, f in _CONNECT_FAILURES:
+        if any(x in low for x in words):
+            what, fix = w, f
+            break
+    return ConfigError(
+        f"Cannot connect to the store {mask_url_password(url)!r}: {what} ({detail}). "
+        f"Fix: {fix} (the URL comes from --store, a data argument or WINBACK_STORE_URL)."
+    )
+
+
+def _parse_url(url: str) -> sa.URL:
+    try:
+        return sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        raise ConfigError(
+            f"The store URL {mask_url_password(str(url))!r} is not an SQLAlchemy URL. Fix: pass "
+            "e.g. sqlite:///data/winback.db or postgresql+psycopg://user:password@host:5432/db "
+            "(--store or WINBACK_STORE_URL)."
+        ) from None
 
 
 def default_store_url() -> str:
@@ -105,24 +226,58 @@ class Store:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_store_url()
+        _parse_url(self.url)  # a URL that does not parse is an error now, password masked
         self._engine: sa.Engine | None = None
         self.metadata = contract_metadata()
 
+    def __repr__(self) -> str:
+        return f"Store({mask_url_password(self.url)!r})"
+
     @property
     def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine, opened (and probed with one connection) on first use.
+
+        Raises
+        ------
+        ConfigError
+            The database cannot be reached, the dialect is unknown or its
+            driver is not installed (the message masks the password).
+        """
         if self._engine is None:
-            url = sa.make_url(self.url)
+            url = _parse_url(self.url)
             kw: dict[str, Any] = {"future": True}
             if url.get_backend_name() == "sqlite":
                 db = url.database
                 if db and db != ":memory:":
-                    Path(db).parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        Path(db).parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as e:
+                        raise ConfigError(
+                            f"Cannot open the SQLite store {self.url!r}: its folder "
+                            f"{str(Path(db).parent)!r} cannot be created ({e.strerror}). Fix: "
+                            "pass a path in a writable folder (--store or WINBACK_STORE_URL)."
+                        ) from None
                 else:
                     kw["poolclass"] = sa.pool.StaticPool
                 kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
-            self._engine = sa.create_engine(url, **kw)
+            try:
+                engine = sa.create_engine(url, **kw)
+            except (sa.exc.NoSuchModuleError, ImportError) as e:
+                raise ConfigError(
+                    f"The store URL {mask_url_password(self.url)!r} needs the database "
+                    f"dialect/driver {url.drivername!r}, which is not installed or not known "
+                    f"({type(e).__name__}). Fix: use sqlite:///... or postgresql+psycopg://..., "
+                    "or install the driver."
+                ) from None
             if url.get_backend_name() == "sqlite":
-                sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            try:  # one probe: an unreachable store fails here, clearly, not deep in a query
+                with engine.connect():
+                    pass
+            except (sa.exc.DBAPIError, OSError) as e:
+                engine.dispose()
+                raise describe_connection_error(self.url, e) from None
+            self._engine = engine
         return self._engine
 
     @property
@@ -233,6 +388,7 @@ class Store:
 
     def read(self, as_of: Any = None, *, validate: bool = True) -> ContractData:
         """All stored contract tables as :class:`ContractData` (optionally cut as of a date)."""
+        self.engine  # noqa: B018 - an unreachable store: the clear error, not the loader's
         return load_data(self.url, as_of=as_of, validate=validate)
 
     def dispose(self) -> None:
