@@ -339,18 +339,57 @@ def test_data_and_as_of_cannot_be_set_for_one_step(tmp_path: Path, events_folder
 
 
 def test_failure_record_masks_url_passwords(tmp_path: Path) -> None:
+    # the password arrives only as a run parameter (data=URL): papermill injects it into the
+    # notebook and its metadata, a cell prints it, another raises an error that contains it
     nb = json.loads((FIX / "broken_step.ipynb").read_text())
-    nb["cells"][3]["source"] = 'raise RuntimeError("cannot reach postgresql://app:s3cret@db/x")'
+    nb["cells"][1]["source"] = (
+        'data: str = "sample"  # folder or URL of the contract tables\n'
+        'output_dir: str = "out"  # where this step writes\n'
+        'run_id: str = ""  # id of the run'
+    )
+    nb["cells"][2]["source"] = 'print("connecting to", data)\ndata'
+    nb["cells"][3]["source"] = 'raise RuntimeError(f"cannot reach {data}: connection refused")'
     (tmp_path / "leaky.ipynb").write_text(json.dumps(nb))
     p = tmp_path / "pl.yaml"
     p.write_text("name: lk\nsteps:\n - {name: b, notebook: leaky.ipynb}\n")
-    plan = plan_run(p, runs_dir=tmp_path / "runs", run_id="r", check_data=False)
+    url = "postgresql+psycopg://app:s3cret@db/x"
+    plan = plan_run(p, {"data": url}, runs_dir=tmp_path / "runs", run_id="r", check_data=False)
     m = execute_plan(plan, progress=False, report=True)
     err = m["steps"][0]["error"]
     assert err["ename"] == "RuntimeError" and "app:***@db" in err["evalue"]
     run_dir = tmp_path / "runs" / "lk" / "r"
-    for name in ("manifest.json", "report.html"):
-        assert "s3cret" not in (run_dir / name).read_text()
+    saved = (run_dir / "notebooks" / "b.ipynb").read_text()
+    # the executed copy is kept, still a notebook, with the masked URL in each place
+    out = json.loads(saved)
+    texts = json.dumps(out)
+    assert texts.count("app:***@db") >= 4  # injected parameter, printed, result, error
+    assert any(o.get("output_type") == "error" for c in out["cells"] for o in c.get("outputs", []))
+    assert out["metadata"]["papermill"]["parameters"]["data"] == "postgresql+psycopg://app:***@db/x"
+    leaks = [
+        str(f.relative_to(run_dir))
+        for f in run_dir.rglob("*")
+        if f.is_file() and b"s3cret" in f.read_bytes()
+    ]
+    assert leaks == []  # manifest, report, notebook and its HTML copy
+
+
+def test_mask_notebook_rewrites_only_what_holds_a_password(tmp_path: Path) -> None:
+    from winback_ml.pipelines.runner import mask_notebook
+
+    clean = tmp_path / "clean.ipynb"
+    clean.write_text((FIX / "ok_step.ipynb").read_text())
+    before = clean.read_bytes()
+    assert mask_notebook(clean) is False and clean.read_bytes() == before
+    assert mask_notebook(tmp_path / "missing.ipynb") is False
+    nb = json.loads(before)
+    nb["cells"][2]["outputs"] = [
+        {"output_type": "stream", "name": "stdout", "text": ["mysql://u:pw@h/x\n"]}
+    ]
+    clean.write_text(json.dumps(nb))
+    assert mask_notebook(clean) is True
+    assert json.loads(clean.read_text())["cells"][2]["outputs"][0]["text"] == [
+        "mysql://u:***@h/x\n"
+    ]
 
 
 def test_existing_run_folder_is_refused_before_the_sample_store_is_built(
@@ -402,3 +441,14 @@ def test_report_never_shows_a_table_with_pii_columns(tmp_path: Path) -> None:
     )
     html = render_report(tmp_path, notebooks_html=False).read_text()
     assert "ann@example.com" not in html and "0.5" in html
+
+
+def test_unreachable_data_url_is_named_as_such_before_anything_runs(tmp_path: Path) -> None:
+    p = _pipeline(tmp_path, "name: x\nsteps:\n - {name: a, notebook: ok_step.ipynb}\n")
+    url = "postgresql+psycopg://app:s3cret@127.0.0.1:1/x"  # nothing listens on port 1
+    with pytest.raises(PipelineError) as ei:
+        plan_run(p, {"data": url}, runs_dir=tmp_path / "runs")
+    msg = str(ei.value)
+    assert "Cannot connect to the store 'postgresql+psycopg://app:***@127.0.0.1:1/x'" in msg
+    assert "connection refused" in msg and "export events" not in msg and "s3cret" not in msg
+    assert not (tmp_path / "runs").exists()

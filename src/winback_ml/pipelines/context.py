@@ -161,9 +161,16 @@ def data_time_range(source: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     if _is_url(source):
         import sqlalchemy as sa
 
+        from winback_ml.data.store import describe_connection_error
+
         engine = sa.create_engine(source)
         try:
-            if "events" not in sa.inspect(engine).get_table_names():
+            try:
+                names = sa.inspect(engine).get_table_names()
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+                # the database cannot be reached: say so (masked), not "export events ..."
+                raise describe_connection_error(source, e) from None
+            if "events" not in names:
                 raise DataContractError(
                     f"The data source {_redact(source)!r} has no 'events' table. Load the "
                     "contract tables first (winback store load, or data=sample)."
@@ -203,7 +210,7 @@ def data_time_range(source: str) -> tuple[pd.Timestamp, pd.Timestamp]:
 def _unreadable_events(where: str, e: BaseException) -> DataContractError:
     return DataContractError(
         f"Table 'events', column 'occurred_at': cannot read the event times of {where!r} "
-        f"({type(e).__name__}: {str(e)[:300]}). Fix: export events with an occurred_at column "
+        f"({type(e).__name__}: {_redact(str(e))[:300]}). Fix: export events with an occurred_at column "
         "(ISO-8601 timestamps); `winback validate` lists every problem of the data."
     )
 

@@ -22,7 +22,13 @@ index, source and error; the steps that depend on it (directly or not) are
 
 Invariants: every step gets the same resolved ``data`` and ``as_of``
 (an ISO date string), ``output_dir`` = the run folder (absolute) and the
-``run_id``; timestamps in the manifest are UTC ISO-8601 with a ``Z``.
+``run_id``; timestamps in the manifest are UTC ISO-8601 with a ``Z``. No
+URL password is kept in a run's records: the manifest, the failure records
+and the executed notebooks (the injected parameters, every cell's source and
+outputs, tracebacks included, and the notebook metadata) show
+``scheme://user:***@`` (:func:`redact`, :func:`mask_notebook`). Papermill
+saves the notebook while a step runs; it is masked as soon as the step ends
+(ok or failed), before the next step starts and before the report is rendered.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ __all__ = [
     "THREAD_ENV_VARS",
     "git_revision",
     "redact",
+    "mask_notebook",
 ]
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -101,18 +108,45 @@ def git_revision(cwd: str | Path | None = None) -> dict[str, Any] | None:
         return None
 
 
-_URL_PW = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@/\s]+)@")
-
-
 def redact(value: Any) -> Any:
-    """Mask passwords in URLs (``postgresql://u:***@host``) anywhere in ``value``."""
+    """Mask passwords in URLs (``postgresql://u:***@host``) anywhere in ``value``.
+
+    Strings, and the strings inside dicts and lists (recursively); one rule for
+    every record (:func:`winback_ml.data.store.mask_url_password`).
+    """
+    from winback_ml.data.store import mask_url_password
+
     if isinstance(value, str):
-        return _URL_PW.sub(lambda m: f"{m.group('head')}***@", value)
+        return mask_url_password(value)
     if isinstance(value, dict):
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+def mask_notebook(path: str | Path) -> bool:
+    """Mask URL passwords everywhere in a saved notebook, in place; True when it changed.
+
+    Every string of the notebook's JSON is masked (:func:`redact`): the
+    injected ``parameters`` cell, each cell's source and outputs (stream text,
+    ``text/plain``/``text/html`` results, error ``evalue`` and traceback) and
+    the metadata (papermill keeps the parameters there). The file is replaced
+    atomically. A file that is not JSON is left alone (False).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+        nb = json.loads(raw)
+    except (OSError, ValueError):
+        return False
+    masked = redact(nb)
+    if masked == nb:
+        return False
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(masked, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return True
 
 
 @dataclass
@@ -537,6 +571,8 @@ def execute_plan(
         except Exception as e:  # a cell raised, the kernel died or cannot start: record, go on
             entry["status"] = "failed"
             entry["error"] = redact(_failure_details(out_nb, e))  # no URL passwords in records
+        finally:
+            mask_notebook(out_nb)  # the executed copy too: parameters, outputs, tracebacks
         entry["duration_s"] = round(time.perf_counter() - st, 3)
         entry["finished_at"] = _utcnow()
         status[s.name] = entry["status"]
@@ -560,7 +596,7 @@ def execute_plan(
         try:
             render_report(plan.run_dir)
         except Exception as e:  # the run's record must survive a broken report
-            manifest["report_error"] = f"{type(e).__name__}: {e}"
+            manifest["report_error"] = redact(f"{type(e).__name__}: {e}")
             _write_json(mpath, manifest)
     if console:
         colour = "green" if manifest["status"] == "ok" else "red"
