@@ -15,7 +15,9 @@ own shapes and units; intake turns them into the contract's ``events`` and
    enqueues every end of service in ``winback_queue`` (read by dispatch),
    and dead-letters whatever it cannot take, with the reason.
 3. :func:`create_app`: the ASGI webhook receiver
-   (``POST /webhooks/{provider}``, ``GET /healthz``).
+   (``POST /webhooks/{provider}``, ``GET /healthz``). Every source is
+   authenticated (:class:`ReceiverAuth`, :mod:`winback_ml.intake.auth`); a
+   source with nothing configured is refused unless explicitly allowed.
 
 Invariants: nothing is dropped (every body is accepted, a duplicate or a
 dead letter with a reason); a rejected body changes no contract row; all
@@ -23,6 +25,7 @@ timestamps are tz-naive UTC; PII is never logged.
 """
 
 from winback_ml.intake._common import MAX_BODY_BYTES, PROVIDERS, Normalized
+from winback_ml.intake.auth import ReceiverAuth
 from winback_ml.intake.ledger import (
     INTAKE_METADATA,
     HealthReport,
@@ -31,6 +34,7 @@ from winback_ml.intake.ledger import (
     winback_queue_table,
 )
 from winback_ml.intake.normalize import normalize, split_bodies
+from winback_ml.intake.recurly import verify_recurly_signature
 from winback_ml.intake.stripe import verify_stripe_signature
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
     "normalize",
     "split_bodies",
     "verify_stripe_signature",
+    "verify_recurly_signature",
+    "ReceiverAuth",
     "IntakeLedger",
     "Outcome",
     "HealthReport",
