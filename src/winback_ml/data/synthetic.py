@@ -39,9 +39,14 @@ adds the world's furniture:
   the stated reason, and ``refunded`` (negative amount) for 60 % of accidental
   cancels (drawn from a child stream ``[seed, 1]``);
 * usage: one row per customer and Monday while subscribed (``sessions`` is
-  Poisson with mean ``sessions_per_week * engagement``); tickets are Poisson
-  in time by category (feature requests ~ feature need, complaints ~ low
-  satisfaction, billing after payment failures); interviews for
+  Poisson with mean ``sessions_per_week * engagement``, minutes per session
+  grow with affinity); tickets are Poisson in time by category (feature
+  requests ~ feature need, complaints ~ low satisfaction, billing after
+  payment failures);
+* the reason leaves traces with the cancel request (child random streams
+  ``[seed, 2]`` and ``[seed, 3]``): a ticket of the reason's category opened
+  within a day after it (``trace_ticket_by_reason``), and a customer who
+  switched stops using the product (``switched_usage_keep``); interviews for
   ``interview_share`` of lapses 30-90 days after the end, when not returned;
   8 answers following the win-back template, ``q7_offer_interest`` from the
   cure probability, ~15 % low-quality (score < 3) with noisy answers.
@@ -1183,6 +1188,7 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
 
     # ---------------------------------------------------------------- usage
     usage = _usage(sim, ep_cust, ep_start, ep_end, cust_ids)
+    usage = _switch_traces(sim, seed, usage, ep_cust, ep_reason, ep_req, ep_end, cust_ids)
 
     # ---------------------------------------------------------------- tickets
     fails = [r[0]["fail"] for r in rounds]
@@ -1190,6 +1196,7 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
     f_at = np.concatenate([f[1] for f in fails])
     f_rec = np.concatenate([f[2] for f in fails])
     tickets = _tickets(sim, ep_cust, ep_start, ep_end, f_ep, f_at, cust_ids)
+    tickets = _reason_tickets(sim, seed, tickets, ep_cust, ep_reason, ep_req, ep_end, cust_ids)
 
     # ---------------------------------------------------------------- interviews, segments
     lapsed = np.where(ended)[0]
@@ -1367,7 +1374,10 @@ def _usage(
         sessions = rng.poisson(P["sessions_per_week"] * e)
         del e
         sl = slice(pos, pos + tot)
-        col_m[sl] = np.round(sessions * rng.gamma(2.0, 6.0, tot), 1)
+        # engrossed customers (high affinity) stay longer per session: deterministic scale, so
+        # the draws (and the rest of the world) are the same whatever minutes_affinity is
+        m_scale = np.exp(P["minutes_affinity"] * sim.L["affinity"][cidx])
+        col_m[sl] = np.round(sessions * rng.gamma(2.0, 6.0, tot) * m_scale, 1)
         col_f[sl] = rng.binomial(np.minimum(sessions, 15), 0.2 + 0.5 * sim.L["skill"][cidx])
         col_s[sl] = sessions
         col_w[sl] = _ts(ws)
@@ -1443,6 +1453,112 @@ def _tickets(
         },
         copy=False,
     )
+
+
+def _switch_traces(
+    sim: _Sim,
+    seed: int,
+    usage: pd.DataFrame,
+    ep_cust: np.ndarray,
+    ep_reason: np.ndarray,
+    ep_req: np.ndarray,
+    ep_end: np.ndarray,
+    cust_ids: np.ndarray,
+) -> pd.DataFrame:
+    """Thin the usage of customers who switched, from their cancel request on.
+
+    A customer leaving for a competitor has moved their work by the time they
+    ask to cancel: each session of a week starting at or after the request is
+    kept with probability ``switched_usage_keep`` (minutes and features used
+    scale with the kept sessions). Drawn from a child random stream
+    (``[seed, 2]``) so the rest of the world does not depend on it. The
+    request is observable in the events when this shows, so the truth's
+    ``p_churn`` (which knows a request made by ``as_of``) stays exact.
+    """
+    keep = float(sim.P["switched_usage_keep"])
+    sw = np.where((ep_reason == _R["switched_service"]) & (ep_req >= 0))[0]
+    if keep >= 1.0 or not len(sw) or usage.empty:
+        return usage
+    rng = np.random.default_rng([int(seed), 2])
+    # the switched episode's request and end, looked up by customer and week
+    cidx = pd.Index(cust_ids).get_indexer(usage["customer_id"].to_numpy())
+    ws = usage["week_start"].to_numpy("datetime64[ns]").astype(np.int64) // 10**9
+    hit = np.zeros(len(usage), dtype=bool)
+    by_c = pd.Series(np.arange(len(usage))).groupby(cidx).indices
+    for e in sw.tolist():
+        rows = by_c.get(int(ep_cust[e]))
+        if rows is None:
+            continue
+        stop = ep_end[e] if ep_end[e] >= 0 else np.iinfo(np.int64).max
+        w = ws[rows]
+        hit[rows[(w + 7 * DAY > ep_req[e]) & (w < stop)]] = True
+    if not hit.any():
+        return usage
+    idx = np.where(hit)[0]
+    s_old = usage["sessions"].to_numpy()[idx]
+    s_new = rng.binomial(s_old, keep)
+    ratio = np.where(s_old > 0, s_new / np.maximum(s_old, 1), 0.0)
+    usage = usage.copy()
+    usage.loc[idx, "sessions"] = s_new
+    usage.loc[idx, "active_minutes"] = np.round(usage["active_minutes"].to_numpy()[idx] * ratio, 1)
+    usage.loc[idx, "features_used"] = np.minimum(
+        rng.binomial(usage["features_used"].to_numpy()[idx], ratio), s_new
+    )
+    return usage
+
+
+def _reason_tickets(
+    sim: _Sim,
+    seed: int,
+    tickets: pd.DataFrame,
+    ep_cust: np.ndarray,
+    ep_reason: np.ndarray,
+    ep_req: np.ndarray,
+    ep_end: np.ndarray,
+    cust_ids: np.ndarray,
+) -> pd.DataFrame:
+    """Append the ticket a customer opens with a cancel request, in the reason's category.
+
+    ``trace_ticket_by_reason[reason] = [category, probability]``: a customer
+    who asks to cancel because of missing features files a feature request,
+    one unhappy with support complains, and so on, within a day after the
+    request (never after the access ends or the world's end). Drawn from a
+    child random stream (``[seed, 3]``); ticket ids are renumbered in time
+    order. Dated after the request, so the truth's ``p_churn`` stays exact.
+    """
+    spec = sim.P["trace_ticket_by_reason"]
+    rng = np.random.default_rng([int(seed), 3])
+    cand = np.where((ep_req >= 0) & (ep_reason >= 1))[0]
+    u = rng.random((3, len(cand)))
+    names = np.array(TRUE_REASONS, dtype=object)[ep_reason[cand]]
+    prob = np.array([float(spec.get(r, ("other", 0.0))[1]) for r in names])
+    cat_ = np.array([spec.get(r, ("other", 0.0))[0] for r in names], dtype=object)
+    t = ep_req[cand] + (u[1] * DAY).astype(np.int64)
+    end = np.where(ep_end[cand] >= 0, ep_end[cand], sim.E)
+    ok = (u[0] < prob) & (t <= np.minimum(end, sim.E))
+    cand, t, cat_, u2 = cand[ok], t[ok], cat_[ok], u[2][ok]
+    if not len(cand):
+        return tickets
+    comp = cat_ == "complaint"
+    sat = sim.L["satisfaction"][ep_cust[cand]]
+    csat = np.where(comp, 1 + (u2 < 0.5 * sat).astype(np.int64), 2 + (u2 < 0.5).astype(np.int64))
+    csat_s = pd.array(csat, dtype="Int64")
+    csat_s[u2 > 0.6] = pd.NA
+    extra = pd.DataFrame(
+        {
+            "ticket_id": np.full(len(cand), None, dtype=object),
+            "customer_id": cust_ids[ep_cust[cand]],
+            "created_at": _ts(t),
+            "category": cat_,
+            "is_complaint": comp.astype(bool),
+            "csat": csat_s,
+        }
+    )
+    out = pd.concat([tickets, extra], ignore_index=True)
+    out = out.sort_values(["created_at", "customer_id"], kind="stable").reset_index(drop=True)
+    nt = len(out)
+    out["ticket_id"] = _ids("tkt_", np.arange(1, nt + 1), max(7, len(str(nt))))
+    return out
 
 
 def _interviews(

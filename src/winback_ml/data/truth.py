@@ -65,6 +65,19 @@ Churn hazard engine (:func:`voluntary_hazards`)
     ``dunning_days`` of dunning); otherwise access ends ``dunning_days`` after
     the boundary with reason ``payment_failed``.
 
+Behavioural traces of the reason
+    A cancel request leaves the reason's mark in the tables, as real
+    cancellations do: with ``trace_ticket_by_reason[reason] = [category,
+    probability]`` the customer opens a ticket of that category within a day
+    after the request (feature request for ``missing_features``, complaint for
+    ``customer_service``, bug for ``low_quality``, how-to for
+    ``too_complex``, billing for ``too_expensive``); a customer who
+    ``switched_service`` keeps each weekly session from the request on with
+    probability ``switched_usage_keep`` (the work has moved). Both come after
+    the request, so ``p_churn`` (which knows requests made by ``as_of``) stays
+    exact; both use child random streams, so the rest of the world is the
+    same with or without them.
+
 Natural return (cure model, :func:`cure_params`)
     A lapsed customer is *returnable* with probability
     ``pi = sigmoid(logit(cure_by_reason[r]) + cure_affinity * affinity +
@@ -116,7 +129,10 @@ Other parameters
     ``tickets_complaint`` (x (1 - satisfaction)^2), ``tickets_how_to``
     (x (1 - skill)), ``tickets_bug``, ``tickets_other``, and
     ``tickets_billing_on_failure`` (chance of a billing ticket after a failed
-    payment); ``comment_prob_by_source`` (free-text comment, drawn from a
+    payment); ``minutes_affinity`` (a week's active minutes are its sessions
+    times a Gamma(2, 6) draw times ``exp(minutes_affinity * affinity)``: the
+    customers who like the product stay longer per session, the one place
+    besides interviews where affinity shows); ``comment_prob_by_source`` (free-text comment, drawn from a
     phrase bank of the *true* reason); ``monthly_price_usd``,
     ``annual_months_price``, ``fx_to_usd`` (plan prices and currency rates).
 
@@ -303,12 +319,22 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "interview_low_quality": 0.15,
     # --- usage and tickets ---
     "sessions_per_week": 5.0,
+    "minutes_affinity": 0.5,  # active minutes per session x exp(minutes_affinity * affinity)
     "tickets_feature_request": 0.25,  # per month * feature_need
     "tickets_complaint": 0.6,  # per month * (1 - satisfaction) ** 2
     "tickets_how_to": 0.08,  # per month * (1 - skill)
     "tickets_bug": 0.02,
     "tickets_other": 0.01,
     "tickets_billing_on_failure": 0.35,
+    # --- behavioural traces of the reason (with the cancel request) ---
+    "trace_ticket_by_reason": {
+        "missing_features": ["feature_request", 0.85],
+        "customer_service": ["complaint", 0.85],
+        "low_quality": ["bug", 0.8],
+        "too_complex": ["how_to", 0.8],
+        "too_expensive": ["billing", 0.6],
+    },
+    "switched_usage_keep": 0.1,
     # --- world ---
     "monthly_price_usd": {"basic": 9.0, "pro": 29.0, "business": 99.0},
     "annual_months_price": 10.0,  # an annual plan costs 10 monthly prices
