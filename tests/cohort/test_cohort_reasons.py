@@ -184,10 +184,35 @@ def test_inferred_reasons_match_the_truth(world_features, world):
     true = eps.loc[unknown.index, "subscription_id"].map(truth).to_numpy()
     acc = float(np.mean(clf.predict(unknown) == true))
     majority = pd.Series(true).value_counts(normalize=True).iloc[0]
-    # measured 0.45 (seed 11, 10k customers); the world's Bayes ceiling from the latent
-    # traits alone is 0.40 (competing risks): the issue's 70 % goal is out of reach here
-    assert acc > 0.38
-    assert acc > majority + 0.12
+    # measured 0.670 on this small world (4k customers, seed 5: 927 unstated lapses, about
+    # 1,600 stated ones to learn from); the 70 % goal is checked on a 20k world below
+    assert acc > 0.62
+    assert acc > majority + 0.35
+
+
+@pytest.mark.slow
+def test_inferred_reasons_reach_the_goal_on_a_larger_world():
+    """Issue goal: at least 70 % top-1 on lapses whose reason the world knows but nobody stated."""
+    from winback_ml.data.synthetic import make_world
+
+    w = make_world(20000, seed=1)
+    d = load_data(w.tables)
+    eps = build_lapse_episodes(d, w.end)
+    f = reason_features(d, eps, w.end)
+    X, y = reason_training_set(f)
+    clf = ReasonClassifier().fit(X, y)
+    unknown = f[f["stated_reason"].isna()]
+    truth = w.truth.episodes.set_index("subscription_id")["true_reason"]
+    true = eps.loc[unknown.index, "subscription_id"].map(truth).to_numpy()
+    pred = clf.predict(unknown)
+    acc = float(np.mean(pred == true))
+    # measured 0.758 (seed 1; 4,569 unstated lapses); 0.743 and 0.756 on seeds 2 and 3
+    assert len(true) > 4000
+    assert acc >= 0.70
+    # the traces do the work: each traced reason is recognised most of the time
+    recall = pd.Series(pred == true).groupby(true).mean()
+    for r in ("missing_features", "customer_service", "too_complex", "switched_service"):
+        assert recall[r] > 0.6, (r, recall[r])
 
 
 # ------------------------------------------------------------------ infer_reasons

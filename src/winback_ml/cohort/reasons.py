@@ -86,6 +86,18 @@ _USAGE_FEATURES: list[str] = [
     "minutes_per_session",
 ]
 
+#: Behaviour at the cancel request (the request, or the last 3 weeks when none was recorded).
+_REQUEST_FEATURES: list[str] = [
+    "complaints_at_request",
+    "feature_requests_at_request",
+    "bugs_at_request",
+    "billing_at_request",
+    "howto_at_request",
+    "sessions_after_request",
+    "request_usage_drop",
+    "weeks_after_request",
+]
+
 NUMERIC_FEATURES: list[str] = [
     *_USAGE_FEATURES,
     "tickets_available",
@@ -119,6 +131,7 @@ NUMERIC_FEATURES: list[str] = [
     "last_paid_ratio",
     "min_paid_ratio",
     "discounted_at_end",
+    *_REQUEST_FEATURES,
 ]
 CATEGORICAL_FEATURES: list[str] = [
     "plan_tier",
@@ -247,6 +260,67 @@ def _ticket_features(eps: pd.DataFrame, tickets: pd.DataFrame | None) -> pd.Data
     return out
 
 
+def _request_features(
+    eps: pd.DataFrame, usage: pd.DataFrame | None, tickets: pd.DataFrame | None
+) -> pd.DataFrame:
+    """What the customer did around the cancel request: tickets opened then, usage after it.
+
+    The anchor is the recorded cancel request, or 21 days before the end when
+    there is none. Tickets count from 2 days before the anchor to the end;
+    usage compares complete weeks after the anchor with the 4 weeks before it
+    (``request_usage_drop`` = log1p(after) - log1p(before); 0 without a week
+    after). Only rows dated at or before each lapse's end are read.
+    """
+    out = pd.DataFrame(0.0, index=eps.index, columns=_REQUEST_FEATURES)
+    if eps.empty:
+        return out
+    end = eps["ended_at"]
+    req = eps["cancel_requested_at"] if "cancel_requested_at" in eps.columns else None
+    anchor = end - 21 * _DAY if req is None else req.fillna(end - 21 * _DAY)
+    anchor = anchor.where(anchor <= end, end)
+    ids = eps["customer_id"].to_numpy()
+    if tickets is not None and not tickets.empty:
+        t = tickets[["customer_id", "created_at", "category", "is_complaint"]].copy()
+        t["complaint"] = (
+            t["is_complaint"].fillna(False).astype(bool) | (t["category"] == "complaint")
+        ).astype(float)
+        cats = {"feature_request": "feature_requests", "bug": "bugs", "billing": "billing"}
+        cats["how_to"] = "howto"
+        for cat in cats:
+            t[cat] = (t["category"] == cat).astype(float)
+        names = ["complaint", *cats]
+        tl = Timeline(t, "created_at", names)
+        a = tl.sums(ids, (anchor - 2 * _DAY).to_numpy(), end.to_numpy(), names)
+        out["complaints_at_request"] = a["complaint"]
+        for cat, name in cats.items():
+            out[f"{name}_at_request"] = a[cat]
+    if usage is not None and not usage.empty:
+        tl = Timeline(usage, "week_start", ["sessions"])
+        start = eps["spell_start"].fillna(eps["started_at"])
+        # weeks known by the end (week_start + 7 days <= end) that overlap the time after the anchor
+        after = tl.sums(
+            ids,
+            (anchor - _WEEK).to_numpy(),
+            (end - _WEEK).to_numpy(),
+            ["n", "sessions"],
+            lo_inclusive=False,
+        )
+        lo_b = np.maximum(anchor - 5 * _WEEK, start - _WEEK)
+        before = tl.sums(
+            ids, lo_b.to_numpy(), (anchor - _WEEK).to_numpy(), ["n", "sessions"], lo_inclusive=False
+        )
+        n_after = after["n"].astype(float)
+        n_before = before["n"].astype(float)
+        s_after = np.where(n_after > 0, after["sessions"] / np.maximum(n_after, 1), 0.0)
+        s_before = np.where(n_before > 0, before["sessions"] / np.maximum(n_before, 1), s_after)
+        out["sessions_after_request"] = s_after
+        out["weeks_after_request"] = n_after
+        out["request_usage_drop"] = np.where(
+            n_after > 0, np.log1p(s_after) - np.log1p(s_before), 0.0
+        )
+    return out
+
+
 def _payment_features(eps: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """Paid amounts relative to the list price during the spell (discounts show here)."""
     out = pd.DataFrame(1.0, index=eps.index, columns=["last_paid_ratio", "min_paid_ratio"])
@@ -324,7 +398,13 @@ def reason_features(
     f["stated_reason"] = eps["stated_reason"]
     f["ended_at"] = eps["ended_at"]  # not a feature: for time-ordered evaluation
     f = pd.concat(
-        [f, _usage_features(eps, cd.usage), _ticket_features(eps, cd.support_tickets)], axis=1
+        [
+            f,
+            _usage_features(eps, cd.usage),
+            _ticket_features(eps, cd.support_tickets),
+            _request_features(eps, cd.usage, cd.support_tickets),
+        ],
+        axis=1,
     )
     for c in ("n_payment_failures", "n_payment_failures_90d", "n_payment_recoveries"):
         f[c] = eps[c].astype(float)
