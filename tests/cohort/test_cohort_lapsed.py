@@ -77,3 +77,20 @@ def test_in_app_only_for_app_store_customers(tiny):
     tiny["events"].loc[tiny["events"]["customer_id"] == "c9", "source"] = "app_store"
     c = build_lapsed_cohort(tiny, AS_OF).set_index("customer_id")
     assert c.loc["c9", "can_in_app"] and not c.loc["c1", "can_in_app"]
+
+
+def test_episodes_built_at_another_as_of_are_refused(tiny):
+    """Episodes of another date carry that date's days lapsed and returns: refuse them."""
+    from winback_ml.exceptions import LeakageError
+
+    eps = build_lapse_episodes(tiny, AS_OF)
+    for other in ("2025-05-15", "2025-08-01"):
+        with pytest.raises(LeakageError, match="same as_of"):
+            build_lapsed_cohort(tiny, other, episodes=eps)
+    # without the date stamp, an episode ending after as_of is still caught
+    bare = eps.copy()
+    bare.attrs = {}
+    with pytest.raises(LeakageError, match="same as_of"):
+        build_lapsed_cohort(tiny, bare["ended_at"].max() - pd.Timedelta(days=1), episodes=bare)
+    same = build_lapsed_cohort(tiny, AS_OF, episodes=eps)
+    assert same.equals(build_lapsed_cohort(tiny, AS_OF))

@@ -46,7 +46,7 @@ import pandas as pd
 from winback_ml.cohort._inputs import as_contract_data
 from winback_ml.cohort.episodes import build_lapse_episodes
 from winback_ml.data.loader import ContractData
-from winback_ml.exceptions import ConfigError
+from winback_ml.exceptions import ConfigError, LeakageError
 
 __all__ = [
     "CONTACT_WINDOWS",
@@ -178,7 +178,19 @@ def build_lapsed_cohort(
             f"Got {window_days} instead. Use e.g. 90 (the seed's window) or 180 to see 'late' ones."
         )
     cd, T = as_contract_data(data, as_of)
-    eps = build_lapse_episodes(cd, T) if episodes is None else episodes
+    if episodes is None:
+        eps = build_lapse_episodes(cd, T)
+    else:
+        eps = episodes
+        built = eps.attrs.get("as_of")
+        stale = built is not None and pd.Timestamp(built) != T
+        if stale or (built is None and len(eps) and eps["ended_at"].max() > T):
+            raise LeakageError(
+                f"The 'episodes' frame given to build_lapsed_cohort was built as of {built} "
+                f"(latest end {eps['ended_at'].max() if len(eps) else None}), not as of {T}: its "
+                "days lapsed and returns would be wrong. Fix: build the episodes with the same "
+                "as_of, build_lapse_episodes(data, as_of), or pass episodes=None."
+            )
     last = eps.drop_duplicates("customer_id", keep="last")
     in_window = ~last["returned"].astype(bool) & (last["days_observed"] <= window_days)
     c = last[in_window].copy()
