@@ -227,6 +227,7 @@ def test_wrong_password_is_authentication_failed():
         ["store", "info", "--store", REFUSED],
         ["intake", "health", f"--store={REFUSED}"],
         ["validate", REFUSED],  # the loader's own engine: the CLI's safety net
+        ["intake", "serve", "--port", "18734", "--store", REFUSED],  # before the server starts
     ],
 )
 def test_cli_exits_1_without_traceback_for_an_unreachable_store(args, tmp_path):

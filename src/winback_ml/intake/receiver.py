@@ -79,6 +79,12 @@ def create_app(
     Returns
     -------
     starlette.applications.Starlette
+
+    Raises
+    ------
+    ConfigError
+        The store cannot be reached (checked here, before the server starts),
+        or ``auth`` is inconsistent.
     """
     import contextlib
 
@@ -92,6 +98,9 @@ def create_app(
     from winback_ml.exceptions import WinbackError
 
     led = ledger or IntakeLedger(store_url, stripe_secret=stripe_secret, apple_root=apple_root)
+    # an unreachable store fails here, as a ConfigError naming it (password masked), not as a
+    # traceback in the server's start-up
+    led.engine  # noqa: B018
     auth = ReceiverAuth.from_env() if auth is None else auth
     has_stripe, has_apple = bool(led.stripe_secret), led.apple_root is not None
     summary = auth.summary(stripe_secret=has_stripe, apple_root=has_apple)
