@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -215,8 +216,12 @@ def test_serve_command_answers_on_loopback(tmp_path, store):
         store,
         "--stripe-secret",
         "whsec_x",
+        "--allow-unauthenticated",
+        "csv",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {**os.environ, "WINBACK_RECURLY_WEBHOOK_SECRET": "rk_test"}
+    env.pop("WINBACK_RECEIVER_ALLOW_UNAUTHENTICATED", None)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.time() + 60
         while True:
@@ -233,6 +238,12 @@ def test_serve_command_answers_on_loopback(tmp_path, store):
         body = stripe_event("invoice.created", {"id": "in_1", "object": "invoice"}, created=T0)
         r = httpx.post(f"http://127.0.0.1:{port}/webhooks/stripe", content=body, timeout=10)
         assert r.status_code == 400  # the secret is configured: no signature, no entry
+        # secure by default: nothing configured for Chargebee -> refused; Recurly's secret
+        # comes from the environment -> an unsigned body is unauthorised; csv was allowed
+        post = lambda p: httpx.post(f"http://127.0.0.1:{port}/webhooks/{p}", content=b"{}")  # noqa: E731
+        assert post("chargebee").status_code == 403
+        assert post("recurly").status_code == 401
+        assert post("csv").status_code not in (401, 403)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -183,16 +183,38 @@ def serve(
         envvar="WINBACK_STRIPE_WEBHOOK_SECRET",
         help="Stripe endpoint secret (whsec_...); when set, signatures are required.",
     ),
+    allow_unauthenticated: list[str] = typer.Option(
+        [],
+        "--allow-unauthenticated",
+        help="Accept this source without credentials (repeatable; e.g. csv on a loopback-only "
+        "test setup). Added to WINBACK_RECEIVER_ALLOW_UNAUTHENTICATED.",
+    ),
 ) -> None:
-    """Run the webhook receiver (POST /webhooks/{provider}, GET /healthz)."""
+    """Run the webhook receiver (POST /webhooks/{provider}, GET /healthz).
+
+    Every source is authenticated, and one without credentials is refused (403)
+    unless allowed unauthenticated. Credentials come from the environment, never
+    the command line: WINBACK_STRIPE_WEBHOOK_SECRET, WINBACK_CHARGEBEE_WEBHOOK_USERNAME
+    and WINBACK_CHARGEBEE_WEBHOOK_PASSWORD (basic auth), WINBACK_RECURLY_WEBHOOK_SECRET,
+    WINBACK_GOOGLE_PUSH_TOKEN (the push URL's ?token=), WINBACK_CSV_UPLOAD_TOKEN (bearer);
+    Apple needs --apple-root. See docs/intake.md.
+    """
+    import dataclasses
+
     import uvicorn
 
+    from winback_ml.intake.auth import ReceiverAuth
     from winback_ml.intake.receiver import create_app
 
+    auth = ReceiverAuth.from_env()
+    if allow_unauthenticated:
+        allowed = set(auth.allow_unauthenticated) | set(allow_unauthenticated)
+        auth = dataclasses.replace(auth, allow_unauthenticated=allowed)
     led = _ledger(
         store, apple_root, stripe_secret or os.environ.get("WINBACK_STRIPE_WEBHOOK_SECRET")
     )
-    uvicorn.run(create_app(led), host=host, port=port, log_level="info", access_log=False)
+    app = create_app(led, auth=auth)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
 
 def register(app: typer.Typer) -> None:
