@@ -5,6 +5,7 @@ so a caller can catch the package's own errors apart from bugs::
 
     WinbackError
     ├── ConfigError              a business config or run parameter is wrong
+    │   └── StoreError           the store (database URL) cannot be opened or reached
     ├── DataContractError        input tables break the data contract
     │   └── LeakageError         something dated after ``as_of`` was asked for
     ├── IntakeError              a provider payload cannot be normalised
@@ -24,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "WinbackError",
     "ConfigError",
+    "StoreError",
     "DataContractError",
     "LeakageError",
     "IntakeError",
@@ -43,6 +45,10 @@ class WinbackError(Exception):
 
 class ConfigError(WinbackError, ValueError):
     """A business config or a run parameter is invalid."""
+
+
+class StoreError(ConfigError):
+    """The store's URL cannot be parsed, its driver is missing, or the database is unreachable."""
 
 
 class DataContractError(WinbackError, ValueError):

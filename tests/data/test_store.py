@@ -142,10 +142,10 @@ REFUSED = "postgresql+psycopg://app:s3cretPW@127.0.0.1:1/x"  # nothing listens o
 
 @pytest.mark.parametrize("use", ["exists", "read", "write", "engine", "create_schema"])
 def test_unreachable_store_is_a_clear_error_with_the_password_masked(use):
-    from winback_ml.exceptions import ConfigError
+    from winback_ml.exceptions import ConfigError, StoreError
 
     st = Store(REFUSED)  # constructing does not connect
-    with pytest.raises(ConfigError) as ei:
+    with pytest.raises(StoreError) as ei:
         if use == "write":
             st.write(tiny_tables())
         elif use == "engine":
@@ -157,6 +157,7 @@ def test_unreachable_store_is_a_clear_error_with_the_password_masked(use):
     assert "connection refused" in msg and "Fix: start the database server" in msg
     assert "s3cretPW" not in msg and "s3cretPW" not in repr(st)
     assert ei.value.__cause__ is None and ei.value.__suppress_context__  # no driver traceback
+    assert isinstance(ei.value, ConfigError)  # StoreError is a ConfigError: old handlers hold
 
 
 def test_unknown_host_and_bad_urls():

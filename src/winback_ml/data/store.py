@@ -17,7 +17,7 @@ Timestamps are stored as naive UTC ``TIMESTAMP`` columns.
 
 A store that cannot be reached fails early and clearly: the engine is opened
 with one probe connection the first time it is used, and a failure raises
-:class:`~winback_ml.exceptions.ConfigError` naming the URL with its password
+:class:`~winback_ml.exceptions.StoreError` naming the URL with its password
 masked (:func:`mask_url_password`), what failed (connection refused, unknown
 host, authentication failed, database missing, timeout, SQLite file not
 openable) and the fix, instead of a driver traceback. A URL that does not
@@ -38,7 +38,7 @@ import sqlalchemy as sa
 
 from winback_ml.data.contract import TABLES
 from winback_ml.data.loader import ContractData, format_violations, load_data
-from winback_ml.exceptions import ConfigError, DataContractError
+from winback_ml.exceptions import DataContractError, StoreError
 
 __all__ = [
     "Store",
@@ -116,8 +116,8 @@ _CONNECT_FAILURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
 )
 
 
-def describe_connection_error(url: str, exc: BaseException) -> ConfigError:
-    """A :class:`ConfigError` for a store that cannot be reached (password masked).
+def describe_connection_error(url: str, exc: BaseException) -> StoreError:
+    """A :class:`StoreError` for a store that cannot be reached (password masked).
 
     Parameters
     ----------
@@ -128,7 +128,7 @@ def describe_connection_error(url: str, exc: BaseException) -> ConfigError:
 
     Returns
     -------
-    ConfigError
+    StoreError
         Names the URL, what failed (connection refused, unknown host,
         authentication failed, ...) and the fix.
     """
@@ -146,7 +146,7 @@ def describe_connection_error(url: str, exc: BaseException) -> ConfigError:
         if any(x in low for x in words):
             what, fix = w, f
             break
-    return ConfigError(
+    return StoreError(
         f"Cannot connect to the store {mask_url_password(url)!r}: {what} ({detail}). "
         f"Fix: {fix} (the URL comes from --store, a data argument or WINBACK_STORE_URL)."
     )
@@ -156,7 +156,7 @@ def _parse_url(url: str) -> sa.URL:
     try:
         return sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError, TypeError):
-        raise ConfigError(
+        raise StoreError(
             f"The store URL {mask_url_password(str(url))!r} is not an SQLAlchemy URL. Fix: pass "
             "e.g. sqlite:///data/winback.db or postgresql+psycopg://user:password@host:5432/db "
             "(--store or WINBACK_STORE_URL)."
@@ -239,7 +239,7 @@ class Store:
 
         Raises
         ------
-        ConfigError
+        StoreError
             The database cannot be reached, the dialect is unknown or its
             driver is not installed (the message masks the password).
         """
@@ -252,7 +252,7 @@ class Store:
                     try:
                         Path(db).parent.mkdir(parents=True, exist_ok=True)
                     except OSError as e:
-                        raise ConfigError(
+                        raise StoreError(
                             f"Cannot open the SQLite store {self.url!r}: its folder "
                             f"{str(Path(db).parent)!r} cannot be created ({e.strerror}). Fix: "
                             "pass a path in a writable folder (--store or WINBACK_STORE_URL)."
@@ -263,7 +263,7 @@ class Store:
             try:
                 engine = sa.create_engine(url, **kw)
             except (sa.exc.NoSuchModuleError, ImportError) as e:
-                raise ConfigError(
+                raise StoreError(
                     f"The store URL {mask_url_password(self.url)!r} needs the database "
                     f"dialect/driver {url.drivername!r}, which is not installed or not known "
                     f"({type(e).__name__}). Fix: use sqlite:///... or postgresql+psycopg://..., "
