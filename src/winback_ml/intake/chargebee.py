@@ -365,49 +365,24 @@ def normalize_chargebee(body: bytes | str, **_: Any) -> Normalized:
     if inv is not None and isinstance(inv.get("amount_paid"), int):
         inv_cur = require(inv, "currency_code", str, P).upper()
         inv_amount = minor_to_major(inv["amount_paid"], inv_cur, P, "invoice.amount_paid")
+
+    def emit(event_type: str, at: Any, **kw: Any) -> None:
+        n.events.append(make_event(evid, at, cid, sid, "chargebee", event_type, **kw))
+
+    paid = {"amount": inv_amount, "currency": inv_cur, "detail": detail_tokens(etype, *code_toks)}
     if etype == "subscription_created":
-        n.events.append(
-            make_event(
-                evid,
-                st.get("started_at") or ts,
-                cid,
-                sid,
-                "chargebee",
-                "subscribed",
-                amount=inv_amount,
-                currency=inv_cur,
-                detail=detail_tokens(etype, *code_toks),
-            )
-        )
+        emit("subscribed", st.get("started_at") or ts, **paid)
     elif etype == "subscription_renewed":
-        n.events.append(
-            make_event(
-                evid,
-                ts,
-                cid,
-                sid,
-                "chargebee",
-                "renewed",
-                amount=inv_amount,
-                currency=inv_cur,
-                detail=detail_tokens(etype, *code_toks),
-            )
-        )
+        emit("renewed", ts, **paid)
     elif etype == "subscription_cancellation_scheduled":
         st["cancel_requested_at"] = ts
         r, initiator, raw = _reason(sub)
         st["cancel_reason"] = r
-        n.events.append(
-            make_event(
-                evid,
-                ts,
-                cid,
-                sid,
-                "chargebee",
-                "cancel_requested",
-                reason=r,
-                detail=detail_tokens(etype, f"initiator:{initiator}", raw),
-            )
+        emit(
+            "cancel_requested",
+            ts,
+            reason=r,
+            detail=detail_tokens(etype, f"initiator:{initiator}", raw),
         )
     elif etype == "subscription_scheduled_cancellation_removed":
         st["cancel_requested_at"] = None
@@ -417,42 +392,15 @@ def normalize_chargebee(body: bytes | str, **_: Any) -> Normalized:
         st["cancel_reason"] = r
         ended = st.get("ended_at") or ts
         st["ended_at"] = ended
-        n.events.append(
-            make_event(
-                evid,
-                ended,
-                cid,
-                sid,
-                "chargebee",
-                "cancelled",
-                reason=r,
-                detail=detail_tokens(etype, f"initiator:{initiator}", raw),
-            )
+        emit(
+            "cancelled", ended, reason=r, detail=detail_tokens(etype, f"initiator:{initiator}", raw)
         )
     elif etype == "subscription_reactivated":
-        n.events.append(
-            make_event(
-                evid,
-                ts,
-                cid,
-                sid,
-                "chargebee",
-                "reactivated",
-                amount=inv_amount,
-                currency=inv_cur,
-                detail=detail_tokens(etype, *code_toks),
-            )
-        )
+        emit("reactivated", ts, **paid)
     elif etype == "subscription_changed":
-        n.events.append(
-            make_event(
-                evid,
-                ts,
-                cid,
-                sid,
-                "chargebee",
-                "plan_changed",
-                detail=detail_tokens(etype, st.get("plan_id") and f"to:{st['plan_id']}"),
-            )
+        emit(
+            "plan_changed",
+            ts,
+            detail=detail_tokens(etype, st.get("plan_id") and f"to:{st['plan_id']}"),
         )
     return n
