@@ -63,10 +63,12 @@ def test_return_model_recovers_the_true_probabilities(world20k) -> None:
     )
 
     w, cd = world20k
+    # reasons="infer" (the default): stated, else inferred per lapse as of its end
     train = build_return_training_frame(cd, AS_OF)
     score = build_return_scoring_frame(cd, AS_OF, max_days_lapsed=365)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # the stated rule: everyone lapsed at the cutoff, given days lapsed, 3 rolling cutoffs
         cmp = compare_models(
             {
                 "kaplan_meier": KaplanMeierReturnModel(),
@@ -77,12 +79,19 @@ def test_return_model_recovers_the_true_probabilities(world20k) -> None:
             train,
             cutoff=AS_OF - pd.Timedelta(days=180),
         )
-        model = type(cmp.models[cmp.chosen])(**cmp.models[cmp.chosen].get_params()).fit(train)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(
             cmp.table[
-                ["model", "concordance", "ibs", "calibration_error_30", "calibration_error_90"]
-            ]
+                [
+                    "model",
+                    "n_test_events",
+                    "concordance",
+                    "ibs",
+                    "brier_30",
+                    "calibration_error_30",
+                    "calibration_error_90",
+                ]
+            ].round(4)
         )
     p_true = w.truth.p_return(score["customer_id"].to_numpy(), AS_OF, 30)
     assert not np.isnan(p_true).any()
@@ -90,7 +99,7 @@ def test_return_model_recovers_the_true_probabilities(world20k) -> None:
     for name, m in cmp.models.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            full = model if name == cmp.chosen else type(m)(**m.get_params()).fit(train)
+            full = type(m)(**m.get_params()).fit(train)
         p_hat = full.expected_return_probability(score, within_days=30)
         auc_hat, auc_true = auc_against_truth(p_true, p_hat)
         results[name] = {
@@ -102,20 +111,20 @@ def test_return_model_recovers_the_true_probabilities(world20k) -> None:
         }
     print(f"return recovery (n={len(score)}, chosen={cmp.chosen}):")
     print(pd.DataFrame(results).T.round(4))
-    # Issue goal: AUC within 0.03 of the truth's, calibration error < 0.01. Measured (this
-    # world): the cure model reaches AUC 0.836 against the truth's 0.878 (gap 0.042) with decile
-    # calibration error 0.002. The rest of the gap is latent (affinity, deal seeking) and not in
-    # the data; the asserts guard what is reached, with a margin, and the calibration goal.
+    # Issue goal: AUC within 0.03 of the truth's, decile calibration error < 0.01. Measured
+    # (this world, 4,554 lapsed <= 365 days): truth AUC 0.8775; Weibull cure 0.8582 (gap
+    # 0.019, decile cal. 0.0026, MAE 0.0098), Cox 0.8483 (gap 0.029), Kaplan-Meier by reason
+    # 0.8316 (gap 0.046). Before this issue's work the cure model reached 0.846 (gap 0.031):
+    # minutes per session (affinity) and per-lapse inferred reasons closed it.
     cure = results["weibull_cure"]
-    assert cure["auc_truth"] - cure["auc"] < 0.05
+    assert cure["auc_truth"] - cure["auc"] < 0.025
     assert cure["decile_cal"] < 0.01 and abs(cure["mean_gap"]) < 0.01
-    assert cure["auc"] > results["kaplan_meier"]["auc"]
+    assert cure["auc"] > results["kaplan_meier"]["auc"] + 0.02
+    assert cmp.chosen in ("weibull_cure", "cox")  # the two are close on the holdout
     chosen = results[cmp.chosen]
-    assert chosen["auc_truth"] - chosen["auc"] < 0.06
+    assert chosen["auc_truth"] - chosen["auc"] < 0.03
     assert chosen["decile_cal"] < 0.01
     assert abs(chosen["mean_gap"]) < 0.01
-    ok = cmp.table.set_index("model")
-    assert ok.loc[cmp.chosen, "ibs"] <= ok.loc["kaplan_meier", "ibs"] + 5e-4
 
 
 @pytest.mark.slow

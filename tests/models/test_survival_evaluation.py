@@ -161,3 +161,54 @@ def test_time_split_resets_entries_learnt_after_the_cutoff() -> None:
         cutoff=cut,
     )
     assert res.failures == {} and set(res.models) == {"cox", "cure"}
+
+
+def test_conditional_split_scores_everyone_lapsed_at_the_cutoff() -> None:
+    """Return frames (with ``lapse_id``) are tested as they are used: the customers lapsed and
+    not returned at the cutoff, given their days lapsed, outcomes observed after it."""
+    full = _with_interviews(_data(n=3000).drop(columns=["_pi", "_lam"]))
+    df = full.assign(lapse_id=[f"l{i}" for i in range(len(full))])
+    cut = CUT
+    train, test = time_split(df, cut)
+    room = (cut - df["at"]) / pd.Timedelta(days=1)
+    at_risk = (df["at"] < cut) & (df["duration_days"] > room) & (room <= 365)
+    assert set(test.index) == set(at_risk[at_risk].index) and len(test) > 200
+    np.testing.assert_allclose(test["days_lapsed"], room[test.index])
+    np.testing.assert_allclose(
+        test["duration_days"], df.loc[test.index, "duration_days"] - room[test.index]
+    )
+    assert (test["event"] == df.loc[test.index, "event"]).all()
+    # the training part is everything before the cutoff, censored at it, without days_lapsed
+    assert (train["at"] < cut).all() and "days_lapsed" not in train.columns
+    # an interview answered after the cutoff is not known at it; one answered before is
+    late = test["entry_days"].to_numpy() > 0
+    known = df.loc[test.index, "entry_days"] > 0
+    assert known.any()
+    was_late = known & (df.loc[test.index, "entry_days"] > room[test.index])
+    assert (test.loc[was_late[was_late].index, "offer_interest"] == "none").all()
+    kept = known & ~was_late
+    assert kept.any() and (test.loc[kept[kept].index, "offer_interest"] == "discount").all()
+    assert late.sum() == kept.sum()
+    # the old design stays available (and is the default for frames without lapse_id)
+    _, after = time_split(df, cut, conditional=False)
+    assert (after["at"] >= cut).all() and "days_lapsed" not in after.columns
+
+
+def test_compare_models_rolls_the_cutoff_on_return_frames() -> None:
+    df = _data(n=4000).drop(columns=["_pi", "_lam"])
+    df = df.assign(lapse_id=[f"l{i}" for i in range(len(df))])
+    res = compare_models(
+        {"km": KaplanMeierReturnModel(group_col=None), "cure": WeibullCureReturnModel()},
+        df,
+        cutoff="2025-01-01",
+    )
+    ok = res.table.set_index("model")
+    assert (ok["n_cutoffs"] == 3).all()
+    # the conditional holdout: predictions given the days lapsed (details are the first cutoff's)
+    assert ok.loc["cure", "concordance"] > ok.loc["km", "concordance"]
+    assert res.chosen == "cure" and ok.loc["cure", "brier_30"] < ok.loc["km", "brier_30"]
+    single = compare_models(
+        {"km": KaplanMeierReturnModel(group_col=None)}, df, cutoff="2025-01-01", n_cutoffs=1
+    )
+    assert single.table["n_cutoffs"].iloc[0] == 1
+    assert single.details["km"]["n_test"] == res.details["km"]["n_test"]
