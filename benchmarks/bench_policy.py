@@ -12,9 +12,18 @@ the world's truth the exact expected incremental profit of
 
 Prints the ratios and writes ``benchmarks/results/bench_policy.json``.
 
+With ``--decompose`` it also measures where the gap to the oracle comes
+from: the same optimizer is rerun with one input at a time replaced by the
+world's truth (a *diagnostic*, never what the product does): the true
+reasons (of the cohort and of every past assignment, model refitted), the
+true response latents (price sensitivity, deal seeking, feature need,
+affinity as covariates, model refitted), the true channel reach (e-mail and
+SMS reach as the consent columns, model refitted), the true ``p0`` (no
+contact), the true LTV by offer, and all of them together.
+
 Usage::
 
-    python benchmarks/bench_policy.py --seeds 1 2 3 --customers 20000
+    python benchmarks/bench_policy.py --seeds 1 2 3 --customers 20000 [--decompose]
 """
 
 from __future__ import annotations
@@ -32,12 +41,14 @@ from winback_ml.config import load_config
 from winback_ml.data.synthetic import make_world
 from winback_ml.scoring import BLANKET_OFFER, _first_consented, build_plan, policy_frame
 
-__all__ = ["run_seed", "main"]
+__all__ = ["run_seed", "decompose", "main"]
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_policy.json"
 
 
-def run_seed(seed: int, customers: int, config: dict | None = None) -> dict:
+def run_seed(
+    seed: int, customers: int, config: dict | None = None, decompose_gap: bool = False
+) -> dict:
     """One world: the four policies' exact expected incremental profit and the ratios."""
     cfg = load_config(config)
     t0 = time.perf_counter()
@@ -59,7 +70,9 @@ def run_seed(seed: int, customers: int, config: dict | None = None) -> dict:
     v_blanket = T.policy_value(blanket, as_of, cfg)
     claimed = plan.targets.attrs["summary"]["expected_incremental_profit"]
     tg = plan.targets
+    extra = {"decomposition": decompose(w, plan, cfg)} if decompose_gap else {}
     return {
+        **extra,
         "seed": seed,
         "customers": customers,
         "lapsed_scored": int(len(coh)),
@@ -90,15 +103,109 @@ def run_seed(seed: int, customers: int, config: dict | None = None) -> dict:
     }
 
 
+def decompose(w, plan, cfg) -> dict[str, float]:
+    """Policy value (/ oracle) with one input at a time swapped for the truth (diagnostic)."""
+
+    from winback_ml.models.uplift_offer import REASONS, StructuredOfferResponseModel
+    from winback_ml.offers.optimizer import optimize_offers
+
+    T, as_of, coh = w.truth, w.end, plan.cohort
+    ids = coh["customer_id"].to_numpy()
+    v_oracle = T.policy_value(T.oracle_policy(ids, as_of, cfg), as_of, cfg)
+    tf, p0_tr, F = plan.training, plan.p0_train, plan.features
+    resp0 = plan.models["response"]
+    prior = resp0.prior_pairs
+    P = T.params
+    cidx = T._cust_idx(ids)
+    L = T._latents(cidx)
+    cidx_tr = T._cust_idx(tf["customer_id"].to_numpy())
+    L_tr = T._latents(cidx_tr)
+    w_days = cfg.attribution_window_days
+
+    def onehot(frame, reasons):
+        f = frame.copy()
+        for r in REASONS:
+            f[f"p_{r}"] = (reasons == r).astype(float)
+        return f
+
+    def latents(frame, Lx):
+        f = frame.copy()
+        f["t_log_ps"] = np.log(Lx["price_sensitivity"])
+        f["t_deal"] = Lx["deal_seeker"]
+        f["t_log_fn"] = np.log(np.minimum(2.0, Lx["feature_need"] / P["feature_need_ref"]))
+        f["t_aff"] = Lx["affinity"]
+        return f
+
+    def reach(frame, Lx):
+        f = frame.copy()
+        f["can_email"] = Lx["email_ok"] * Lx["resp_email"]
+        f["can_sms"] = Lx["sms_ok"] * Lx["resp_sms"]
+        return f
+
+    zt = ("t_log_ps", "t_deal", "t_log_fn", "t_aff")
+    true_r_tr = np.asarray(T.true_reason(tf["customer_id"].to_numpy(), tf["assigned_at"]))
+    true_r = np.asarray(T.true_reason(ids, as_of))
+    p0_true = T.p_return(ids, as_of, w_days)
+    p0_tr_true = T.p_return(tf["customer_id"].to_numpy(), tf["assigned_at"], w_days)
+    p0_tr_true = np.where(np.isfinite(p0_tr_true), p0_tr_true, p0_tr)
+
+    def ltv_true(c, offer):
+        return T.ltv(
+            c["customer_id"].to_numpy(),
+            offer,
+            cfg.ltv_horizon_months,
+            cfg.margin,
+            cfg.annual_discount_rate,
+        )
+
+    def value(F2=None, tf2=None, p0=None, p0t=None, ltv=None, z=None) -> float:
+        F2 = F if F2 is None else F2
+        p0 = plan.p_base if p0 is None else p0
+        if tf2 is None and p0t is None and z is None:
+            model = resp0
+        else:
+            params = {"prior_pairs": prior}
+            if z is not None:
+                params.update(z_features=z, beta_by_type=True)
+            model = StructuredOfferResponseModel(**params).fit(
+                tf if tf2 is None else tf2, p0_tr if p0t is None else p0t
+            )
+
+        def rf(c, offer, ch):
+            return model.predict_return_probability(F2, offer, ch, p0)
+
+        pol = optimize_offers(coh, p0, ltv or plan.ltv_fn, rf, cfg)
+        return round(T.policy_value(pol, as_of, cfg) / v_oracle, 4)
+
+    from winback_ml.models.uplift_offer import Z_FEATURES
+
+    zall = tuple(Z_FEATURES) + zt
+    out = {
+        "model": value(),
+        "true_reasons": value(F2=onehot(F, true_r), tf2=onehot(tf, true_r_tr)),
+        "true_response_latents": value(F2=latents(F, L), tf2=latents(tf, L_tr), z=zall),
+        "true_channel_reach": value(F2=reach(F, L), tf2=reach(tf, L_tr)),
+        "true_p0": value(p0=p0_true, p0t=p0_tr_true),
+        "true_ltv": value(ltv=ltv_true),
+    }
+    Fa = reach(latents(onehot(F, true_r), L), L)
+    ta = reach(latents(onehot(tf, true_r_tr), L_tr), L_tr)
+    out["all_true"] = value(F2=Fa, tf2=ta, p0=p0_true, p0t=p0_tr_true, ltv=ltv_true, z=zall)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--customers", type=int, default=20000)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--decompose", action="store_true", help="also swap in true inputs")
     a = ap.parse_args(argv)
     runs = []
     for s in a.seeds:
-        r = run_seed(s, a.customers)
+        r = run_seed(s, a.customers, decompose_gap=a.decompose)
+        if a.decompose:
+            print(f"seed {s}: decomposition (policy / oracle): {r['decomposition']}", flush=True)
         runs.append(r)
         q = r["ratios"]
         print(

@@ -93,6 +93,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     data: Any = None
+    training: pd.DataFrame | None = None
+    p0_train: np.ndarray | None = None
 
 
 @dataclass
@@ -256,13 +258,20 @@ def build_plan(
     # --- campaign history and response model ----------------------------------------------
     from winback_ml.models.uplift_offer import (
         StructuredOfferResponseModel,
+        behaviour_rows,
         offer_features,
         offer_training_frame,
     )
 
     arm_table = None
     response = None
-    F = offer_features(cohort, reasons) if len(cohort) else None
+    tf = None
+    p0_tr = None
+    F = (
+        offer_features(cohort, reasons, behaviour=behaviour_rows(feats, cohort))
+        if len(cohort)
+        else None
+    )
     if outcomes is None:
         notes.append(
             "no campaign history (campaigns, campaign_arms, campaign_assignments absent): "
@@ -274,8 +283,10 @@ def build_plan(
         arm_table = evaluate_arms(outcomes, on_missing_control="skip") if len(outcomes) else None
         if arm_table is not None:
             notes.extend(arm_table.attrs.get("skipped", []))
+        # reasons of past assignments as known then (classifiers refitted per quarter on
+        # the lapses stated before it), never the run date's classifier
         tf = offer_training_frame(
-            cd, T, cfg.attribution_window_days, episodes=eps, reason_classifier=clf
+            cd, T, cfg.attribution_window_days, episodes=eps, reason_classifier=clf, features=feats
         )
         if len(tf):
             p0_tr = base.predict(tf, tf, cfg.attribution_window_days)
@@ -304,12 +315,20 @@ def build_plan(
                 notes.append(f"offer-response model not fitted: {e}. Nobody is contacted.")
         else:
             notes.append("campaign tables hold no completed assignment: nobody is contacted.")
+    p_raw = p_base  # the return model's P(return | no contact): the response model's input
+    if response is not None and response.calibrate_base and len(cohort):
+        # the randomized control arms recalibrate P(return | no contact) (level and covariates)
+        p_base = np.clip(response.expected_base_probability(F, p_raw), 0.0, 1.0)
+        notes.append(
+            "p_return_base recalibrated on the campaigns' control arms: mean "
+            f"{float(np.mean(p_raw)):.4f} -> {float(np.mean(p_base)):.4f}."
+        )
     t0 = _tic(timings, "response_model", t0)
 
     def response_fn(c: pd.DataFrame, offer: Offer, channel: str) -> np.ndarray:
         if response is None:
             return np.full(len(c), np.nan)
-        return response.predict_return_probability(F, offer, channel, p_base)
+        return response.predict_return_probability(F, offer, channel, p_raw)
 
     from winback_ml.offers.optimizer import TARGET_COLUMNS, optimize_offers
 
@@ -336,6 +355,8 @@ def build_plan(
         notes=notes,
         timings=timings,
         data=cd,
+        training=tf,
+        p0_train=p0_tr,
     )
 
 

@@ -9,7 +9,7 @@ from scipy.optimize import approx_fprime
 
 from winback_ml.config import Offer
 from winback_ml.exceptions import ModelError, NotFittedError
-from winback_ml.models.uplift_offer import REASONS, StructuredOfferResponseModel
+from winback_ml.models.uplift_offer import REASONS, Z_FEATURES, StructuredOfferResponseModel
 
 ARMS = [  # offer_type, pct, months
     ("none", 0, 0),
@@ -90,10 +90,15 @@ def fitted(sim):
     return StructuredOfferResponseModel(penalty_reason=0.5).fit(sim, sim["p0"].to_numpy())
 
 
-def test_gradient_is_exact(sim):
-    m = StructuredOfferResponseModel()
-    tr = sim[~sim["is_control"]].head(3000)
-    m.z_mean_, m.z_std_ = np.zeros(4), np.ones(4)
+@pytest.mark.parametrize("calibrate_base", [True, False])
+def test_gradient_is_exact(sim, calibrate_base):
+    m = StructuredOfferResponseModel(calibrate_base=calibrate_base)
+    tr = sim.head(3000).copy() if calibrate_base else sim[~sim["is_control"]].head(3000).copy()
+    rng = np.random.default_rng(1)
+    for c in Z_FEATURES[4:]:  # the behaviour covariates, random here
+        tr[c] = rng.normal(size=len(tr))
+    nz = len(Z_FEATURES)
+    m.z_mean_, m.z_std_ = np.zeros(nz), np.ones(nz)
     X = m._design(
         tr,
         tr["offer_type"].to_numpy(object),
@@ -101,6 +106,7 @@ def test_gradient_is_exact(sim):
         tr["discount_months"].to_numpy(float),
         tr["channel"].to_numpy(object),
     )
+    X["treated"] = (~tr["is_control"].to_numpy(bool)).astype(float)
     z = m._z(tr)
     y = tr["reactivated"].to_numpy(float)
     rng = np.random.default_rng(0)

@@ -39,6 +39,7 @@ order; the fitted model stores parameters only, never rows.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ __all__ = [
     "OFFER_TYPES_CONTACT",
     "Z_FEATURES",
     "StructuredOfferResponseModel",
+    "behaviour_rows",
     "offer_features",
     "offer_training_frame",
 ]
@@ -68,11 +70,32 @@ OFFER_TYPES_CONTACT: tuple[str, ...] = (
     "early_renewal",
 )
 _INCENTIVE = ("discount", "free_month", "early_renewal")
-Z_FEATURES: tuple[str, ...] = ("log_mrr", "yearly", "coupon", "returned_before")
+Z_FEATURES: tuple[str, ...] = (
+    "log_mrr",
+    "yearly",
+    "coupon",
+    "returned_before",
+    "basic_tier",
+    "log_minutes_per_session",
+    "feature_requests",
+    "discounted_before",
+)
+#: Columns of :func:`winback_ml.cohort.reasons.reason_features` that feed the covariates.
+_BEHAVIOUR_COLUMNS: tuple[str, ...] = (
+    "usage_available",
+    "minutes_per_session",
+    "tickets_available",
+    "feature_requests_per_month",
+    "min_paid_ratio",
+)
 _APP_SOURCES = ("app_store", "google_play")
 
 
-def offer_features(frame: pd.DataFrame, reasons: pd.DataFrame | None = None) -> pd.DataFrame:
+def offer_features(
+    frame: pd.DataFrame,
+    reasons: pd.DataFrame | None = None,
+    behaviour: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Model inputs of customers (cohort rows or campaign assignments).
 
     Parameters
@@ -80,17 +103,25 @@ def offer_features(frame: pd.DataFrame, reasons: pd.DataFrame | None = None) -> 
     frame : DataFrame
         ``days_lapsed``, ``can_email``, ``can_sms``, ``source``, ``mrr``,
         ``billing_interval``, ``lapse_number``; optional
-        ``acquisition_channel``; and either ``p_<reason>`` columns or
-        ``cancel_reason``.
+        ``acquisition_channel`` and ``plan_tier``; and either ``p_<reason>``
+        columns or ``cancel_reason``.
     reasons : DataFrame, optional
         :func:`winback_ml.cohort.reasons.infer_reasons` output aligned with
         ``frame`` (its ``p_<reason>`` columns are used).
+    behaviour : DataFrame, optional
+        Rows of :func:`winback_ml.cohort.reasons.reason_features` of each
+        row's lapse, aligned with ``frame`` (dated at or before the lapse's
+        end): ``minutes_per_session`` (how engrossed the customer was),
+        ``feature_requests_per_month``, ``min_paid_ratio`` (paid a discounted
+        price before), ``usage_available``, ``tickets_available``. Without it
+        (or without the usage / tickets tables) those covariates are NaN and
+        the model reads them as the training average.
 
     Returns
     -------
     DataFrame aligned with ``frame``: ``p_<reason>`` for every reason,
     ``days_lapsed``, ``can_email``, ``can_sms``, ``app_customer`` and the raw
-    covariates ``log_mrr``, ``yearly``, ``coupon``, ``returned_before``.
+    covariates of :data:`Z_FEATURES`.
     """
     need = ["days_lapsed", "can_email", "can_sms", "source", "mrr", "billing_interval"]
     missing = [c for c in need if c not in frame.columns]
@@ -129,6 +160,27 @@ def offer_features(frame: pd.DataFrame, reasons: pd.DataFrame | None = None) -> 
     out["coupon"] = (acq == "coupon_site").astype(float).to_numpy()
     ln = frame["lapse_number"] if "lapse_number" in frame else pd.Series(1, index=frame.index)
     out["returned_before"] = (ln.astype(float) > 1).astype(float).to_numpy()
+    tier = frame["plan_tier"] if "plan_tier" in frame else pd.Series(np.nan, index=frame.index)
+    out["basic_tier"] = np.where(tier.isna(), np.nan, (tier == "basic").astype(float))
+    n = len(frame)
+    b = behaviour if behaviour is not None else frame
+
+    def col(name: str) -> np.ndarray:
+        if name not in b.columns:
+            return np.full(n, np.nan)
+        return pd.to_numeric(pd.Series(b[name].to_numpy()), errors="coerce").to_numpy(float)
+
+    usage = col("usage_available") > 0 if "usage_available" in b.columns else np.ones(n, bool)
+    tickets = col("tickets_available") > 0 if "tickets_available" in b.columns else np.ones(n, bool)
+    mps = col("minutes_per_session")
+    out["log_minutes_per_session"] = np.where(
+        usage & (mps > 0), np.log(np.maximum(mps, 1e-9)), np.nan
+    )
+    out["feature_requests"] = np.where(
+        tickets, np.log1p(12.0 * col("feature_requests_per_month")), np.nan
+    )
+    mpr = col("min_paid_ratio")
+    out["discounted_before"] = np.where(np.isnan(mpr), np.nan, (mpr < 0.995).astype(float))
     return out
 
 
@@ -138,24 +190,60 @@ def offer_training_frame(
     attribution_window_days: int = 30,
     episodes: pd.DataFrame | None = None,
     reason_classifier: Any = None,
+    features: pd.DataFrame | None = None,
+    reason_refit: str = "Q",
 ) -> pd.DataFrame:
     """One row per past campaign assignment with the customer's state at assignment.
 
     The lapse of each assignment is the customer's latest lapse ended at or
-    before ``assigned_at``; its reason is the stated one or the reason
-    classifier's probabilities (features dated at or before the lapse's
-    end). Outcome: :func:`winback_ml.models.uplift_campaigns.build_campaign_outcomes`.
+    before ``assigned_at``. Its reason is what could be known *at the
+    assignment*: the stated one, or the probabilities of a reason classifier
+    fitted only on lapses that ended (with a stated reason) before the
+    assignment, applied to features dated at or before the lapse's end. The
+    classifier is refitted at the start of each period of ``reason_refit``
+    (a pandas period alias, default quarters ``"Q"``): an assignment uses
+    the one fitted at the latest period start at or before its
+    ``assigned_at``, so a row never depends on the run date or on anything
+    that happened after its assignment. With fewer stated lapses than the
+    classifier needs before a period start, unstated reasons of that period
+    stay ``unknown`` (uniform probabilities; counted in
+    ``attrs["reasons_without_model"]``). Outcome:
+    :func:`winback_ml.models.uplift_campaigns.build_campaign_outcomes`.
+
+    Parameters
+    ----------
+    data : ContractData or dict of contract DataFrames
+    as_of : the run date; assignments whose window is not over are left out
+    attribution_window_days : int
+    episodes : lapse episodes as of ``as_of`` (built when None)
+    reason_classifier : ReasonClassifier, optional
+        Template of the classifier (its parameters are used; a fitted one is
+        cloned and refitted per period, never used as is: it may have learnt
+        from lapses after an assignment).
+    features : DataFrame, optional
+        :func:`winback_ml.cohort.reasons.reason_features` of ``episodes``
+        (built when None).
+    reason_refit : str
+        Pandas period alias of the classifier's refits (``"Q"``, ``"M"``, ...).
 
     Returns
     -------
     DataFrame
         The assignment and arm columns, ``reactivated``, ``revenue``,
-        ``lapse_id``, ``days_lapsed`` (at assignment) and the columns of
+        ``lapse_id``, ``days_lapsed`` (at assignment), ``reason_cutoff`` (the
+        classifier's training cut-off) and the columns of
         :func:`offer_features`; ``attrs["dropped"]`` counts assignments with
         no lapse before them (left out).
     """
+    from sklearn.base import clone
+
     from winback_ml.cohort import build_lapse_episodes
-    from winback_ml.cohort.reasons import infer_reasons
+    from winback_ml.cohort.reasons import (
+        ReasonClassifier,
+        infer_reasons,
+        reason_features,
+        reason_training_set,
+    )
     from winback_ml.models.uplift_campaigns import build_campaign_outcomes
 
     out = build_campaign_outcomes(data, as_of, attribution_window_days)
@@ -180,16 +268,44 @@ def offer_training_frame(
     )
     m["can_sms"] = m["customer_id"].map(cust["sms_opt_in"] & cust["phone"].notna()).fillna(False)
     m["acquisition_channel"] = m["customer_id"].map(cust["acquisition_channel"])
-    rs = infer_reasons(
-        data, m[["customer_id", "lapse_id"]], as_of, classifier=reason_classifier, episodes=eps
-    )
-    feats = offer_features(m, rs.reset_index(drop=True))
-    m = pd.concat([m, feats.drop(columns=[c for c in feats.columns if c in m.columns])], axis=1)
+    feats = reason_features(data, eps, as_of) if features is None else features
+    # the reason as known at each assignment: a classifier fitted on stated lapses ended by the
+    # latest refit date at or before the assignment (never the run date's classifier)
+    cut = m["assigned_at"].dt.to_period(reason_refit).dt.start_time
+    m["reason_cutoff"] = cut
+    template = reason_classifier if reason_classifier is not None else ReasonClassifier()
+    X_all, y_all = reason_training_set(feats)
+    parts: list[pd.DataFrame] = []
+    without_model = 0
+    for c in sorted(cut.unique()):
+        rows = np.flatnonzero((cut == c).to_numpy())
+        known = (X_all["ended_at"] <= c).to_numpy()
+        clf = None
+        if known.sum() >= 30 and y_all[known].nunique() >= 2:
+            clf = clone(template).fit(X_all[known], y_all[known])
+        sub = m.iloc[rows][["customer_id", "lapse_id"]]
+        r = infer_reasons(
+            data, sub, as_of, classifier=clf, episodes=eps, features=feats, min_train=10**12
+        )
+        r.index = rows
+        without_model += int((r["reason_rule"] == "no_model").sum())
+        parts.append(r)
+    rs = pd.concat(parts).sort_index()
+    feats_o = offer_features(m, rs.reset_index(drop=True), behaviour=behaviour_rows(feats, m))
+    m = pd.concat([m, feats_o.drop(columns=[c for c in feats_o.columns if c in m.columns])], axis=1)
     m["cancel_reason"] = rs["cancel_reason"].to_numpy()
     m["reason_source"] = rs["reason_source"].to_numpy()
     m.attrs["dropped"] = dropped
-    m.attrs["reason_classifier"] = rs.attrs.get("classifier")
+    m.attrs["reasons_without_model"] = without_model
+    m.attrs["reason_classifier"] = None
     return m
+
+
+def behaviour_rows(features: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of :func:`reason_features` (by ``lapse_id``) aligned with ``frame``."""
+    f = features.drop_duplicates("lapse_id").set_index("lapse_id")
+    cols = [c for c in _BEHAVIOUR_COLUMNS if c in f.columns]
+    return f.reindex(frame["lapse_id"].to_numpy())[cols].reset_index(drop=True)
 
 
 def _sigmoid(x: np.ndarray | float) -> np.ndarray:
@@ -239,6 +355,8 @@ class StructuredOfferResponseModel:
         prior_pairs: dict[str, str] | None = None,
         prior_log_lift: float = 1.5,
         penalty_reach: float = 2.0,
+        calibrate_base: bool = True,
+        reach_prior: float | None = 0.5,
     ) -> None:
         self.penalty_reason = penalty_reason
         self.penalty_beta = penalty_beta
@@ -249,6 +367,8 @@ class StructuredOfferResponseModel:
         self.prior_pairs = prior_pairs
         self.prior_log_lift = prior_log_lift
         self.penalty_reach = penalty_reach
+        self.calibrate_base = calibrate_base
+        self.reach_prior = reach_prior
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {
@@ -261,6 +381,8 @@ class StructuredOfferResponseModel:
             "prior_pairs": self.prior_pairs,
             "prior_log_lift": self.prior_log_lift,
             "penalty_reach": self.penalty_reach,
+            "calibrate_base": self.calibrate_base,
+            "reach_prior": self.reach_prior,
         }
 
     def set_params(self, **params: Any) -> StructuredOfferResponseModel:
@@ -296,6 +418,7 @@ class StructuredOfferResponseModel:
             ("rho", 4),
             ("gamma", 1),
             ("beta", self._nG * nZ),
+            ("c", (1 + nZ) if self.calibrate_base else 0),
         ]
         out, i = {}, 0
         for k, s in sizes:
@@ -305,13 +428,17 @@ class StructuredOfferResponseModel:
         return out
 
     def _zraw(self, F: pd.DataFrame) -> np.ndarray:
-        missing = [c for c in self._zcols if c not in F.columns]
-        if missing:
-            raise ModelError(f"The offer-response features lack z columns {missing}.")
-        return F[list(self._zcols)].astype(float).fillna(0.0).to_numpy()
+        # a covariate column that is absent (an older feature frame, no usage table) is NaN:
+        # it reads as the training average, never as a made-up value
+        cols = [
+            F[c].astype(float).to_numpy() if c in F.columns else np.full(len(F), np.nan)
+            for c in self._zcols
+        ]
+        return np.column_stack(cols) if cols else np.zeros((len(F), 0))
 
     def _z(self, F: pd.DataFrame) -> np.ndarray:
-        return (self._zraw(F) - self.z_mean_) / self.z_std_
+        # a missing covariate (no usage or tickets table, no plan tier) reads as the average
+        return np.nan_to_num((self._zraw(F) - self.z_mean_) / self.z_std_, nan=0.0)
 
     @staticmethod
     def _design(
@@ -335,6 +462,7 @@ class StructuredOfferResponseModel:
             "cs": F["can_sms"].to_numpy(float),
             "app": F["app_customer"].to_numpy(float),
             "d": F["days_lapsed"].to_numpy(float) / 100.0,
+            "treated": np.ones(len(F)),
         }
 
     def _v_parts(
@@ -368,7 +496,7 @@ class StructuredOfferResponseModel:
         g = self._group(X)
         lin = -gamma * X["d"] + np.einsum("ij,ij->i", z, beta[g])
         E = np.exp(np.clip(lin, -30, 30))
-        v = reach * S * D * E
+        v = reach * S * D * E * X["treated"]
         return dict(
             v=v,
             S=S,
@@ -401,13 +529,19 @@ class StructuredOfferResponseModel:
         nR, nT, nZ = self._nR, self._nT, self._nZ
         q = self._v_parts(theta, X, z)
         v = q["v"]
-        ev = np.exp(-v)
+        ev, dev = self._survive(v)
+        p0 = self._base(theta, z, p0)
         p = 1 - (1 - p0) * ev
         p = np.clip(p, 1e-12, 1 - 1e-12)
         ll = y * np.log(p) + (1 - y) * np.log(1 - p)
         dl_dp = y / p - (1 - y) / (1 - p)
-        w = -dl_dp * (1 - p0) * ev  # dNLL/dv
+        w = -dl_dp * (1 - p0) * dev  # dNLL/dv
         grad = np.zeros_like(theta)
+        if self.calibrate_base:
+            g_eta = -dl_dp * ev * p0 * (1 - p0)
+            cs = s["c"].start
+            grad[cs] = g_eta.sum()
+            grad[cs + 1 : s["c"].stop] = z.T @ g_eta
         wv = w * v
         # a, b
         ga = np.bincount(X["t"], weights=wv, minlength=nT)
@@ -459,7 +593,12 @@ class StructuredOfferResponseModel:
         b = theta[s["b"]] - self._b_prior()
         rho = theta[s["rho"]]
         x = np.array([rho[0], rho[1], rho[2] + rho[3]])
-        dx = 2 * self.penalty_reach * (x - x.mean())
+        ref = (
+            x.mean()
+            if self.reach_prior is None
+            else np.log(self.reach_prior / (1 - self.reach_prior))
+        )
+        dx = 2 * self.penalty_reach * (x - ref)
         grad[rho_s] += dx[0]
         grad[rho_s + 1] += dx[1]
         grad[rho_s + 2] += dx[2]
@@ -467,7 +606,7 @@ class StructuredOfferResponseModel:
         beta = theta[s["beta"]]
         gam = theta[s["gamma"]]
         pen = (
-            self.penalty_reach * np.sum((x - x.mean()) ** 2)
+            self.penalty_reach * np.sum((x - ref) ** 2)
             + self.penalty_reason * np.sum(b**2)
             + self.penalty_beta * (np.sum(beta**2) + np.sum(gam**2))
             + 0.01 * np.sum(theta[s["a"]] ** 2)
@@ -476,7 +615,25 @@ class StructuredOfferResponseModel:
         grad[s["beta"]] += 2 * self.penalty_beta * beta
         grad[s["gamma"]] += 2 * self.penalty_beta * gam
         grad[s["a"]] += 0.02 * theta[s["a"]]
+        if self.calibrate_base:
+            c = theta[s["c"]][1:]
+            pen += self.penalty_beta * np.sum(c**2)
+            grad[s["c"].start + 1 : s["c"].stop] += 2 * self.penalty_beta * c
         return float(-ll.sum() + pen), grad
+
+    def _base(self, theta: np.ndarray, z: np.ndarray, p0: np.ndarray) -> np.ndarray:
+        """P(return | no contact): the base model's ``p0``, recalibrated on the control arms."""
+        if not self.calibrate_base:
+            return p0
+        c = theta[self._slices()["c"]]
+        q = np.clip(p0, 1e-6, 1 - 1e-6)
+        return _sigmoid(np.log(q / (1 - q)) + c[0] + z @ c[1:])
+
+    @staticmethod
+    def _survive(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``1 - u = exp(-v)`` (the contact does not convert) and ``-d(1 - u)/dv``."""
+        ev = np.exp(-v)
+        return ev, ev
 
     def _b_prior(self) -> np.ndarray:
         prior = np.zeros((self._nR, self._nT))
@@ -528,18 +685,24 @@ class StructuredOfferResponseModel:
             if len(disc)
             else (0.0, 0.0)
         )
-        raw = self._zraw(tr)
-        self.z_mean_ = raw.mean(axis=0)
-        self.z_std_ = np.where(raw.std(axis=0) > 0, raw.std(axis=0), 1.0)
-        y = tr["reactivated"].to_numpy(float)
+        fit_rows = frame if self.calibrate_base else tr
+        treated = ~ctl if self.calibrate_base else np.ones(len(tr), bool)
+        raw = self._zraw(fit_rows)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
+        self.z_mean_ = np.nan_to_num(mean, nan=0.0)
+        self.z_std_ = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+        y = fit_rows["reactivated"].to_numpy(float)
         X = self._design(
-            tr,
-            tr["offer_type"].to_numpy(object),
-            tr["discount_pct"].to_numpy(float),
-            tr["discount_months"].to_numpy(float),
-            tr["channel"].to_numpy(object),
+            fit_rows,
+            fit_rows["offer_type"].to_numpy(object),
+            fit_rows["discount_pct"].to_numpy(float),
+            fit_rows["discount_months"].to_numpy(float),
+            fit_rows["channel"].to_numpy(object),
         )
-        z = self._z(tr)
+        X["treated"] = treated.astype(float)
+        z = self._z(fit_rows)
         s = self._slices()
         theta0 = np.zeros(s["_n"].stop)
         theta0[s["a"]] = np.log(0.05)
@@ -548,7 +711,7 @@ class StructuredOfferResponseModel:
         res = minimize(
             self._nll,
             theta0,
-            args=(X, z, y, p0[~ctl]),
+            args=(X, z, y, p0 if self.calibrate_base else p0[~ctl]),
             jac=True,
             method="L-BFGS-B",
             options={"maxiter": self.max_iter},
@@ -623,5 +786,12 @@ class StructuredOfferResponseModel:
             np.full(n, mon),
             np.full(n, channel, dtype=object),
         )
-        v = self._v_parts(self.theta_, X, self._z(features))["v"]
-        return 1 - (1 - p0) * np.exp(-v)
+        z = self._z(features)
+        v = self._v_parts(self.theta_, X, z)["v"]
+        return 1 - (1 - self._base(self.theta_, z, p0)) * self._survive(v)[0]
+
+    def expected_base_probability(self, features: pd.DataFrame, p0: np.ndarray) -> np.ndarray:
+        """P(return | no contact) after the recalibration on the control arms (``p0`` as is
+        when ``calibrate_base`` is False)."""
+        self._check()
+        return self._base(self.theta_, self._z(features), np.asarray(p0, dtype=float))
