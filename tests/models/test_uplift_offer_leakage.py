@@ -1,0 +1,82 @@
+"""No future data in the offer-response training rows: reasons as known at each assignment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from winback_ml.cohort.reasons import ReasonClassifier, reason_features, reason_training_set
+from winback_ml.data.loader import load_data
+from winback_ml.models.uplift_offer import REASONS, offer_training_frame
+
+PCOLS = [f"p_{r}" for r in REASONS]
+
+
+@pytest.fixture(scope="module")
+def world():
+    from winback_ml.data.synthetic import make_world
+
+    return make_world(3000, seed=21)
+
+
+def _frame(world, as_of, **kw):
+    cd = load_data(world.tables, as_of=as_of)
+    return offer_training_frame(cd, as_of, 30, **kw).set_index(["campaign_id", "customer_id"])
+
+
+def test_training_rows_do_not_depend_on_the_run_date(world):
+    """An assignment's reason (stated, or inferred with what was known then) is the same
+    whether the model is trained a year later or right after the assignment's window.
+
+    Before the fix the reason classifier was fitted on every stated lapse up to the run
+    date, so the probabilities of an old assignment moved as later lapses came in."""
+    early = world.end - pd.Timedelta(days=365)
+    a = _frame(world, early)
+    b = _frame(world, world.end)
+    common = a.index.intersection(b.index)
+    assert len(common) > 300
+    inferred = a.loc[common, "reason_source"] == "inferred"
+    assert inferred.sum() > 30  # the check has teeth: many reasons are inferred
+    np.testing.assert_allclose(
+        a.loc[common, PCOLS].to_numpy(float), b.loc[common, PCOLS].to_numpy(float), atol=1e-9
+    )
+    assert (a.loc[common, "cancel_reason"] == b.loc[common, "cancel_reason"]).all()
+    # every classifier was trained on lapses that ended before its cut-off, at or before
+    # the assignment
+    assert (b["reason_cutoff"] <= b["assigned_at"]).all()
+
+
+def test_a_classifier_fitted_on_later_data_is_not_used_as_is(world):
+    """A classifier fitted as of the run date (as scoring has one) is only a template."""
+    cd = load_data(world.tables, as_of=world.end)
+    feats = reason_features(cd, None, world.end)
+    X, y = reason_training_set(feats)
+    fitted = ReasonClassifier().fit(X, y)
+    with_fitted = offer_training_frame(cd, world.end, 30, reason_classifier=fitted)
+    plain = offer_training_frame(cd, world.end, 30)
+    np.testing.assert_allclose(
+        with_fitted[PCOLS].to_numpy(float), plain[PCOLS].to_numpy(float), atol=1e-9
+    )
+    # and it differs from what the run date's classifier says about old lapses
+    old = plain["reason_source"].eq("inferred").to_numpy()
+    lapses = feats.set_index("lapse_id").loc[plain.loc[old, "lapse_id"].to_numpy()]
+    later = fitted.predict_proba(lapses)
+    col = {r: i for i, r in enumerate(fitted.classes_)}
+    now = plain.loc[old, [f"p_{r}" for r in fitted.classes_]].to_numpy(float)
+    assert np.abs(later[:, [col[r] for r in fitted.classes_]] - now).max() > 0.05
+
+
+def test_without_enough_stated_lapses_before_an_assignment_reasons_stay_unknown(world):
+    """Too few stated lapses before a quarter: unstated reasons are uniform, and counted."""
+    cd = load_data(world.tables, as_of=world.end)
+    tf = offer_training_frame(cd, world.end, 30, reason_refit="Y")
+    first = tf["reason_cutoff"] == tf["reason_cutoff"].min()
+    stated_before = reason_training_set(reason_features(cd, None, world.end))[0]
+    n_before = int((stated_before["ended_at"] <= tf["reason_cutoff"].min()).sum())
+    if n_before >= 30:
+        pytest.skip(f"{n_before} stated lapses before the first cut-off")
+    unk = first & tf["reason_source"].eq("inferred") & tf["cancel_reason"].eq("unknown")
+    assert unk.any()
+    np.testing.assert_allclose(tf.loc[unk, PCOLS].to_numpy(float), 1.0 / len(REASONS))
+    assert tf.attrs["reasons_without_model"] >= int(unk.sum())
