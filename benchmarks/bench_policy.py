@@ -160,21 +160,24 @@ def decompose(w, plan, cfg) -> dict[str, float]:
 
     def value(F2=None, tf2=None, p0=None, p0t=None, ltv=None, z=None) -> float:
         F2 = F if F2 is None else F2
-        p0 = plan.p_base if p0 is None else p0
+        p_in = plan.p_base_model if p0 is None else p0
         if tf2 is None and p0t is None and z is None:
             model = resp0
         else:
-            params = {"prior_pairs": prior}
+            params = {**resp0.get_params(), "prior_pairs": prior}
             if z is not None:
                 params.update(z_features=z, beta_by_type=True)
+            if p0 is not None:
+                params.update(calibrate_base=False)  # the true p0 needs no recalibration
             model = StructuredOfferResponseModel(**params).fit(
                 tf if tf2 is None else tf2, p0_tr if p0t is None else p0t
             )
+        p_opt = model.expected_base_probability(F2, p_in)
 
         def rf(c, offer, ch):
-            return model.predict_return_probability(F2, offer, ch, p0)
+            return model.predict_return_probability(F2, offer, ch, p_in)
 
-        pol = optimize_offers(coh, p0, ltv or plan.ltv_fn, rf, cfg)
+        pol = optimize_offers(coh, p_opt, ltv or plan.ltv_fn, rf, cfg)
         return round(T.policy_value(pol, as_of, cfg) / v_oracle, 4)
 
     from winback_ml.models.uplift_offer import Z_FEATURES

@@ -95,6 +95,7 @@ class Plan:
     data: Any = None
     training: pd.DataFrame | None = None
     p0_train: np.ndarray | None = None
+    p_base_model: np.ndarray | None = None
 
 
 @dataclass
@@ -357,6 +358,7 @@ def build_plan(
         data=cd,
         training=tf,
         p0_train=p0_tr,
+        p_base_model=p_raw,
     )
 
 

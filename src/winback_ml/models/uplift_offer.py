@@ -357,6 +357,8 @@ class StructuredOfferResponseModel:
         penalty_reach: float = 2.0,
         calibrate_base: bool = True,
         reach_prior: float | None = 0.5,
+        dose_prior: tuple[float, float] = (20.0, 2.0),
+        penalty_dose: float = 2.0,
     ) -> None:
         self.penalty_reason = penalty_reason
         self.penalty_beta = penalty_beta
@@ -369,6 +371,8 @@ class StructuredOfferResponseModel:
         self.penalty_reach = penalty_reach
         self.calibrate_base = calibrate_base
         self.reach_prior = reach_prior
+        self.dose_prior = dose_prior
+        self.penalty_dose = penalty_dose
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {
@@ -383,6 +387,8 @@ class StructuredOfferResponseModel:
             "penalty_reach": self.penalty_reach,
             "calibrate_base": self.calibrate_base,
             "reach_prior": self.reach_prior,
+            "dose_prior": self.dose_prior,
+            "penalty_dose": self.penalty_dose,
         }
 
     def set_params(self, **params: Any) -> StructuredOfferResponseModel:
@@ -615,6 +621,11 @@ class StructuredOfferResponseModel:
         grad[s["beta"]] += 2 * self.penalty_beta * beta
         grad[s["gamma"]] += 2 * self.penalty_beta * gam
         grad[s["a"]] += 0.02 * theta[s["a"]]
+        # the dose-response scales shrink (log scale) towards the prior depth / length scales
+        for k, prior in zip(("kappa", "tau"), self.dose_prior, strict=True):
+            dev = theta[s[k]][0] - np.log(prior)
+            pen += self.penalty_dose * dev**2
+            grad[s[k]] += 2 * self.penalty_dose * dev
         if self.calibrate_base:
             c = theta[s["c"]][1:]
             pen += self.penalty_beta * np.sum(c**2)
