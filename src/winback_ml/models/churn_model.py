@@ -17,6 +17,7 @@ partial hazards, Weibull linear predictors, XGBoost SHAP values).
 ``CoxChurnModel``         lifelines Cox PH
 ``WeibullCureChurnModel`` Weibull AFT (cure fraction optional)
 ``XGBoostAFTChurnModel``  XGBoost ``survival:aft``
+``DiscreteHazardChurnModel`` gradient-boosted discrete-time hazard (monthly intervals)
 ========================= ==============================================
 """
 
@@ -32,6 +33,7 @@ from winback_ml.exceptions import ModelError
 from winback_ml.models.survival import ChurnModelMixin
 from winback_ml.models.survival_estimators import (
     CoxSurvival,
+    DiscreteHazardSurvival,
     KaplanMeierSurvival,
     WeibullCureSurvival,
     XGBoostAFTSurvival,
@@ -42,6 +44,7 @@ __all__ = [
     "CoxChurnModel",
     "WeibullCureChurnModel",
     "XGBoostAFTChurnModel",
+    "DiscreteHazardChurnModel",
     "CHURN_MODELS",
     "DRIVER_ACTIONS",
     "CHURN_RISK_COLUMNS",
@@ -275,12 +278,85 @@ class XGBoostAFTChurnModel(ChurnModelMixin, XGBoostAFTSurvival):
         self.min_events = min_events
 
 
+class DiscreteHazardChurnModel(ChurnModelMixin, DiscreteHazardSurvival):
+    """Discrete-time hazard model of churn: gradient-boosted
+    ``P(churn in interval k | active at its start, features)``.
+
+    Churn happens at renewal dates (and at the end of a dunning period), so the
+    time to churn has no smooth parametric shape; this model assumes none. Each
+    training snapshot contributes one row per ``interval_days`` interval it was
+    observed in (person-period data), with the interval index as a feature;
+    XGBoost (``binary:logistic``) learns the hazard, and ``S(t) = prod_k (1 - h_k)``.
+
+    Parameters
+    ----------
+    interval_days : float, default 30
+        Length of the discrete time intervals (days).
+    max_intervals : int or None, default 12
+        Intervals modelled; later times use the last interval's hazard.
+    n_estimators : int, default 300
+    learning_rate : float, default 0.05
+    max_depth : int, default 4
+    min_child_weight : float, default 5.0
+    subsample : float, default 1.0
+    n_jobs : int, default 2
+    random_state : int or None, default 0
+    contribution_days : float, default 90
+        ``predict_risk_contributions`` (the churn drivers) averages the SHAP values
+        of the hazard's log-odds over the intervals within this horizon.
+    exact_contributions : bool, default False
+        Exact TreeSHAP (True) or XGBoost's fast approximate attribution (False).
+    entry_col : str or None, default "entry_days"
+        Delayed entry (a row is at risk from its entry on); ignored when absent.
+    duration_col, event_col, feature_cols, categorical_cols, min_events : as in CoxChurnModel
+    """
+
+    def __init__(
+        self,
+        interval_days: float = 30.0,
+        max_intervals: int | None = 12,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        max_depth: int = 4,
+        min_child_weight: float = 5.0,
+        subsample: float = 1.0,
+        n_jobs: int = 2,
+        random_state: int | None = 0,
+        contribution_days: float = 90.0,
+        exact_contributions: bool = False,
+        duration_col: str = "duration_days",
+        event_col: str = "event",
+        entry_col: str | None = "entry_days",
+        feature_cols: Sequence[str] | None = None,
+        categorical_cols: Sequence[str] | None = None,
+        min_events: int = 20,
+    ) -> None:
+        self.interval_days = interval_days
+        self.max_intervals = max_intervals
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.contribution_days = contribution_days
+        self.exact_contributions = exact_contributions
+        self.duration_col = duration_col
+        self.event_col = event_col
+        self.entry_col = entry_col
+        self.feature_cols = feature_cols
+        self.categorical_cols = categorical_cols
+        self.min_events = min_events
+
+
 #: Every churn model class, baseline first.
 CHURN_MODELS = (
     KaplanMeierChurnModel,
     CoxChurnModel,
     WeibullCureChurnModel,
     XGBoostAFTChurnModel,
+    DiscreteHazardChurnModel,
 )
 
 
