@@ -132,6 +132,7 @@ def test_churn_model_recovers_the_true_probabilities(world20k) -> None:
     from winback_ml.features import build_churn_scoring_frame, build_churn_training_frame
     from winback_ml.models.churn_model import (
         CHURN_RISK_COLUMNS,
+        DiscreteHazardChurnModel,
         WeibullCureChurnModel,
         XGBoostAFTChurnModel,
         build_churn_risk,
@@ -139,11 +140,15 @@ def test_churn_model_recovers_the_true_probabilities(world20k) -> None:
     from winback_ml.models.evaluation import compare_models
 
     w, cd = world20k
-    train = build_churn_training_frame(cd, AS_OF, n_snapshots=6, spacing_days=45)
+    train = build_churn_training_frame(cd, AS_OF, n_snapshots=12, spacing_days=30)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cmp = compare_models(
-            {"weibull": WeibullCureChurnModel(), "xgboost_aft": XGBoostAFTChurnModel()},
+            {
+                "weibull": WeibullCureChurnModel(),
+                "xgboost_aft": XGBoostAFTChurnModel(n_estimators=150),
+                "discrete_hazard": DiscreteHazardChurnModel(),
+            },
             train,
             cutoff=AS_OF - pd.Timedelta(days=135),
             origin_col="at",
@@ -151,25 +156,57 @@ def test_churn_model_recovers_the_true_probabilities(world20k) -> None:
             primary_horizon=90,
         )
         model = type(cmp.models[cmp.chosen])(**cmp.models[cmp.chosen].get_params()).fit(train)
-    print(
-        cmp.table[["model", "concordance", "ibs", "calibration_error_30", "calibration_error_90"]]
-    )
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(
+            cmp.table[
+                [
+                    "model",
+                    "concordance",
+                    "ibs",
+                    "brier_90",
+                    "calibration_error_30",
+                    "calibration_error_90",
+                ]
+            ].round(4)
+        )
     score = build_churn_scoring_frame(cd, AS_OF)
     p_true = w.truth.p_churn(score["customer_id"].to_numpy(), AS_OF, 90)
     keep = ~np.isnan(p_true)
     assert keep.mean() > 0.98
-    p_hat = model.expected_churn_probability(score, within_days=90)
-    auc_hat, auc_true = auc_against_truth(p_true[keep], p_hat[keep])
-    mae = float(np.abs(p_hat - p_true)[keep].mean())
-    cal = decile_calibration_error(p_true[keep], p_hat[keep])
-    print(
-        f"churn: n={keep.sum()} AUC model {auc_hat:.4f} truth {auc_true:.4f} MAE {mae:.4f} decile cal {cal:.4f}"
-    )
-    # Goal: AUC within 0.03 of the truth's. Measured: 0.717 against 0.773 (gap 0.056), decile
-    # calibration 0.006: the hazards ride on latent traits (price sensitivity, satisfaction,
-    # skill, competitor exposure) that the data show only through noisy tickets and usage.
-    assert auc_true - auc_hat < 0.07
-    assert cal < 0.01
+    results = {}
+    for name in {cmp.chosen, "discrete_hazard"}:
+        m = cmp.models[name]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            full = model if name == cmp.chosen else type(m)(**m.get_params()).fit(train)
+        p_hat = full.expected_churn_probability(score, within_days=90)
+        auc_hat, auc_true = auc_against_truth(p_true[keep], p_hat[keep])
+        results[name] = {
+            "auc": auc_hat,
+            "auc_truth": auc_true,
+            "mae": float(np.abs(p_hat - p_true)[keep].mean()),
+            "decile_cal": decile_calibration_error(p_true[keep], p_hat[keep]),
+            "mean_gap": float(p_hat[keep].mean() - p_true[keep].mean()),
+        }
+    print(f"churn recovery (n={keep.sum()}, chosen={cmp.chosen}):")
+    print(pd.DataFrame(results).T.round(4))
+    # Goal: AUC within 0.03 of the truth's. Measured (12 snapshots 30 days apart): the
+    # discrete-time hazard model reaches 0.740 against the truth's 0.773 (gap 0.033; MAE 0.041,
+    # decile calibration 0.005); XGBoost AFT 0.734 (decile calibration 0.014). Before (6
+    # snapshots 45 days apart, no discrete-time model): XGBoost AFT 0.718 (gap 0.055). The
+    # rest is not in the data: a gradient-boosted regression fitted on the *true*
+    # probabilities themselves (a diagnostic no model can run) reaches 0.748 from these
+    # features (gap 0.025); the hazards ride on latent price sensitivity, competitor exposure,
+    # engagement decay and payment-failure propensity that the tables show only noisily.
+    dh = results["discrete_hazard"]
+    assert dh["auc_truth"] - dh["auc"] < 0.04
+    assert dh["decile_cal"] < 0.01 and abs(dh["mean_gap"]) < 0.01
+    # the holdout cannot tell XGBoost AFT and the discrete-time model apart on the Brier score
+    # (0.1206 against 0.1205); the calibration tie-break picks the latter
+    assert cmp.chosen in ("discrete_hazard", "xgboost_aft")
+    chosen = results[cmp.chosen]
+    assert chosen["auc_truth"] - chosen["auc"] < 0.045
+    assert chosen["decile_cal"] < 0.015
     risk = build_churn_risk(cd, AS_OF, model, model_version="winback-churn/1", frame=score)
     assert list(risk.columns) == CHURN_RISK_COLUMNS and len(risk) == len(score)
     assert risk["p_churn_90d"].is_monotonic_decreasing

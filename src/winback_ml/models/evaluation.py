@@ -60,8 +60,9 @@ SELECTION_RULE = (
     "candidates whose calibration error at the primary horizon is at most "
     "max_calibration_error, choose the lowest Brier score of P(event within the primary "
     "horizon), the probability the business reads (30 days for returns, 90 for churn); break "
-    "ties (within 0.0001) by the higher concordance. If no candidate is calibrated enough, "
-    "choose the lowest calibration error."
+    "ties (within 0.0001) by the lower calibration error at that horizon (the probabilities are "
+    "multiplied by money downstream). If no candidate is calibrated enough, choose the lowest "
+    "calibration error."
 )
 
 
@@ -399,7 +400,11 @@ def compare_models(
     else:
         best = eligible[score].min()
         near = eligible[eligible[score] <= best + 1e-4]
-        chosen = str(near.sort_values("concordance", ascending=False).iloc[0]["model"])
+        # a tie on the Brier score goes to the better calibrated probabilities: the business
+        # multiplies them by money (expected profit, LTV)
+        chosen = str(
+            near.sort_values([ce, "concordance"], ascending=[True, False]).iloc[0]["model"]
+        )
     table["chosen"] = table["model"] == chosen
     return ModelComparison(table, chosen, SELECTION_RULE, models, details, failures)
 
