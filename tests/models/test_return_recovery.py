@@ -174,8 +174,7 @@ def test_churn_model_recovers_the_true_probabilities(world20k) -> None:
     keep = ~np.isnan(p_true)
     assert keep.mean() > 0.98
     results = {}
-    for name in {cmp.chosen, "discrete_hazard"}:
-        m = cmp.models[name]
+    for name, m in cmp.models.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             full = model if name == cmp.chosen else type(m)(**m.get_params()).fit(train)

@@ -8,7 +8,9 @@ tables dated **at or before** that row's ``at``:
 
 * ``events.occurred_at <= at``, ``support_tickets.created_at <= at``,
   ``interviews.answered_at <= at``;
-* usage weeks only once complete: ``week_start + 7 days <= at``;
+* usage weeks only once complete: ``week_start + 7 days <= at``
+  (``log_minutes_per_session`` and ``features_per_session`` are over every
+  complete week so far: stable traits, such as how engrossed a customer is);
 * subscriptions started by ``at``; a subscription's end (``ended_at``,
   ``cancel_reason``) only when it happened by ``at``.
 

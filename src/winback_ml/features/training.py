@@ -6,8 +6,10 @@ Return (one row per lapse, from
 * :func:`build_return_training_frame`: every lapse at or before ``as_of``;
   features as of the lapse (``at = ended_at``); ``duration_days`` = days to
   the return or to ``as_of`` (censored), ``event`` = returned; ``reason`` =
-  the stated reason, else the inferred one (``reasons`` argument), else
-  ``unknown``.
+  the reason known for *that* lapse (:func:`lapse_reasons`): stated on it, else
+  inferred by the cohort stage's classifier from that lapse's own behaviour
+  (rows dated up to its end), with the ``p_<reason>`` probabilities; a reason
+  given per customer describes the customer's latest lapse only.
 * :func:`build_return_scoring_frame`: every customer lapsed and not returned
   at ``as_of`` (their latest lapse), same features as of the lapse, plus
   ``days_lapsed`` (days since the lapse at ``as_of``), on which the return
