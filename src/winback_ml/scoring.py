@@ -262,17 +262,19 @@ def build_plan(
         behaviour_rows,
         offer_features,
         offer_training_frame,
+        reason_posterior,
     )
 
     arm_table = None
     response = None
     tf = None
     p0_tr = None
-    F = (
-        offer_features(cohort, reasons, behaviour=behaviour_rows(feats, cohort))
-        if len(cohort)
-        else None
-    )
+    F = None
+    if len(cohort):
+        # stated reasons weighed against the behaviour (a stated reason is wrong now and then)
+        fx = feats.drop_duplicates("lapse_id").set_index("lapse_id")
+        post = reason_posterior(reasons, clf, fx.loc[cohort["lapse_id"].to_numpy()])
+        F = offer_features(cohort, post, behaviour=behaviour_rows(feats, cohort))
     if outcomes is None:
         notes.append(
             "no campaign history (campaigns, campaign_arms, campaign_assignments absent): "

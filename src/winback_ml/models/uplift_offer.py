@@ -70,7 +70,9 @@ __all__ = [
     "Z_FEATURES",
     "BETA_GROUPS",
     "StructuredOfferResponseModel",
+    "MISREPORT_PRIOR",
     "behaviour_rows",
+    "reason_posterior",
     "offer_features",
     "offer_training_frame",
 ]
@@ -109,6 +111,75 @@ _BEHAVIOUR_COLUMNS: tuple[str, ...] = (
     "min_paid_ratio",
 )
 _APP_SOURCES = ("app_store", "google_play")
+
+
+#: Prior share of stated (voluntary) reasons that are wrong: cancel-flow answers are quick
+#: clicks, and a wrong one is most often ``other``. See :func:`reason_posterior`.
+MISREPORT_PRIOR = 0.1
+
+
+def reason_posterior(
+    reasons: pd.DataFrame,
+    classifier: Any,
+    features: pd.DataFrame,
+    misreport: float = MISREPORT_PRIOR,
+) -> pd.DataFrame:
+    """Reason probabilities that weigh a stated reason against the behaviour.
+
+    A stated reason is usually right, not always. For a row whose reason was
+    stated (``reason_rule == "stated"``, not ``payment_failed``: the billing
+    system records that one), ``P(r | stated s, x)`` is proportional to
+    ``P_clf(r | x) * ((1 - misreport) if r == s else misreport / (K - 1))``
+    (``K`` reasons): the stated reason wins unless the behaviour makes
+    another reason far more likely. A stated ``other`` carries no reason,
+    so it keeps only the classifier's view (``other`` included). Inferred
+    rows are unchanged; without a classifier nothing changes.
+
+    Parameters
+    ----------
+    reasons : DataFrame
+        :func:`winback_ml.cohort.reasons.infer_reasons` output.
+    classifier : fitted ReasonClassifier or None
+    features : DataFrame
+        :func:`winback_ml.cohort.reasons.reason_features` rows aligned with ``reasons``.
+    misreport : float in [0, 1)
+
+    Returns
+    -------
+    DataFrame like ``reasons`` with adjusted ``p_<reason>`` columns.
+    """
+    if not 0.0 <= misreport < 1.0:
+        raise ModelError(f"misreport must be in [0, 1). Got {misreport!r} instead.")
+    out = reasons.copy()
+    if classifier is None or not len(out) or misreport == 0.0:
+        return out
+    rule = out["reason_rule"].astype(object).to_numpy()
+    stated = out["cancel_reason"].astype(object).to_numpy()
+    m = (rule == "stated") & (stated != "payment_failed")
+    if not m.any():
+        return out
+    proba = classifier.predict_proba(features.iloc[np.flatnonzero(m)])
+    col = {r: i for i, r in enumerate(REASONS)}
+    P = np.zeros((int(m.sum()), len(REASONS)))
+    for j, r in enumerate(classifier.classes_):
+        if r in col:
+            P[:, col[r]] = proba[:, j]
+    K = len(REASONS)
+    lik = np.full_like(P, misreport / (K - 1))
+    s_idx = np.array([col.get(r, -1) for r in stated[m]])
+    rows = np.arange(len(s_idx))
+    ok = s_idx >= 0
+    lik[rows[ok], s_idx[ok]] = 1.0 - misreport
+    other = stated[m] == "other"
+    lik[other] = 1.0
+    post = P * lik
+    tot = post.sum(axis=1, keepdims=True)
+    post = np.where(tot > 0, post / np.where(tot > 0, tot, 1.0), lik / lik.sum(1, keepdims=True))
+    for r, j in col.items():
+        v = out[f"p_{r}"].to_numpy(float).copy()
+        v[m] = post[:, j]
+        out[f"p_{r}"] = v
+    return out
 
 
 def offer_features(
@@ -212,6 +283,7 @@ def offer_training_frame(
     reason_classifier: Any = None,
     features: pd.DataFrame | None = None,
     reason_refit: str = "Q",
+    misreport: float = MISREPORT_PRIOR,
 ) -> pd.DataFrame:
     """One row per past campaign assignment with the customer's state at assignment.
 
@@ -245,6 +317,9 @@ def offer_training_frame(
         (built when None).
     reason_refit : str
         Pandas period alias of the classifier's refits (``"Q"``, ``"M"``, ...).
+    misreport : float
+        Prior share of wrong stated reasons (:func:`reason_posterior`; 0 keeps
+        stated reasons one-hot).
 
     Returns
     -------
@@ -307,6 +382,9 @@ def offer_training_frame(
         r = infer_reasons(
             data, sub, as_of, classifier=clf, episodes=eps, features=feats, min_train=10**12
         )
+        if misreport:
+            fx = feats.drop_duplicates("lapse_id").set_index("lapse_id")
+            r = reason_posterior(r, clf, fx.loc[sub["lapse_id"].to_numpy()], misreport)
         r.index = rows
         without_model += int((r["reason_rule"] == "no_model").sum())
         parts.append(r)
