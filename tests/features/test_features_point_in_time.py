@@ -129,8 +129,13 @@ def test_hand_checked_values_at_the_lapse() -> None:
     assert c1["sessions_8w"] == pytest.approx(1.0)
     assert c1["usage_trend"] < 0
     assert c1["total_paid"] == 29.0 * 5  # Mar failed, then recovered
+    # per session over every complete week: 13 weeks x 6 sessions + 8 x 1, 30 minutes and 2
+    # features a week (the week of 2024-05-27 is not complete on 2024-06-01)
+    assert c1["log_minutes_per_session"] == pytest.approx(np.log(21 * 30.0 / 86))
+    assert c1["features_per_session"] == pytest.approx(21 * 2 / 86)
     c2 = f.loc["c2"]
     assert c2["is_active"] == 1.0 and c2["n_past_lapses"] == 0 and c2["last_reason"] == "none"
+    assert np.isnan(c2["log_minutes_per_session"])  # no usage rows: unknown, not 0
     assert c2["n_feature_requests"] == 1
     assert c2["days_to_renewal"] == 0.0 or 0 < c2["days_to_renewal"] <= 31
 

@@ -555,7 +555,8 @@ class DiscreteHazardSurvival(SurvivalModel):
         last = np.minimum(last, K - 1)
         n_per = np.maximum(last - first + 1, 0)
         rows = np.repeat(np.arange(len(t)), n_per)
-        k = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last, strict=True)])
+        offset = np.arange(len(rows)) - np.repeat(np.cumsum(n_per) - n_per, n_per)
+        k = first[rows] + offset
         lo, hi = k * w, (k + 1) * w
         ev_in = (e[rows] == 1) & (t[rows] > lo - 1e-9) & (t[rows] <= hi + 1e-9)
         ev_in &= k == last[rows]
