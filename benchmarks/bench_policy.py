@@ -15,7 +15,8 @@ Prints the ratios and writes ``benchmarks/results/bench_policy.json``.
 With ``--decompose`` it also measures where the gap to the oracle comes
 from: the same optimizer is rerun with one input at a time replaced by the
 world's truth (a *diagnostic*, never what the product does): the true
-reasons (of the cohort and of every past assignment, model refitted), the
+reasons (of the cohort and of every past assignment, model refitted; and
+of the cohort alone, same model), the
 true response latents (price sensitivity, deal seeking, feature need,
 affinity as covariates, model refitted), the true channel reach (e-mail and
 SMS reach as the consent columns, model refitted), the true ``p0`` (no
@@ -158,15 +159,17 @@ def decompose(w, plan, cfg) -> dict[str, float]:
             cfg.annual_discount_rate,
         )
 
-    def value(F2=None, tf2=None, p0=None, p0t=None, ltv=None, z=None) -> float:
+    def value(F2=None, tf2=None, p0=None, p0t=None, ltv=None, z=None, reach_known=False) -> float:
         F2 = F if F2 is None else F2
         p_in = plan.p_base_model if p0 is None else p0
-        if tf2 is None and p0t is None and z is None:
+        if tf2 is None and p0t is None and z is None and not reach_known:
             model = resp0
         else:
             params = {**resp0.get_params(), "prior_pairs": prior}
-            if z is not None:
+            if z is not None:  # the latents as covariates, one vector per offer type
                 params.update(z_features=z, beta_by_type=True)
+            if reach_known:  # true reach in the consent columns: the model's reach -> 1
+                params.update(reach_prior=None, penalty_reach=0.0)
             if p0 is not None:
                 params.update(calibrate_base=False)  # the true p0 needs no recalibration
             model = StructuredOfferResponseModel(**params).fit(
@@ -186,14 +189,17 @@ def decompose(w, plan, cfg) -> dict[str, float]:
     out = {
         "model": value(),
         "true_reasons": value(F2=onehot(F, true_r), tf2=onehot(tf, true_r_tr)),
+        "true_reasons_cohort_only": value(F2=onehot(F, true_r)),
         "true_response_latents": value(F2=latents(F, L), tf2=latents(tf, L_tr), z=zall),
-        "true_channel_reach": value(F2=reach(F, L), tf2=reach(tf, L_tr)),
+        "true_channel_reach": value(F2=reach(F, L), tf2=reach(tf, L_tr), reach_known=True),
         "true_p0": value(p0=p0_true, p0t=p0_tr_true),
         "true_ltv": value(ltv=ltv_true),
     }
     Fa = reach(latents(onehot(F, true_r), L), L)
     ta = reach(latents(onehot(tf, true_r_tr), L_tr), L_tr)
-    out["all_true"] = value(F2=Fa, tf2=ta, p0=p0_true, p0t=p0_tr_true, ltv=ltv_true, z=zall)
+    out["all_true"] = value(
+        F2=Fa, tf2=ta, p0=p0_true, p0t=p0_tr_true, ltv=ltv_true, z=zall, reach_known=True
+    )
     return out
 
 

@@ -687,7 +687,7 @@ def _log_response_model(mlflow: Any, resp: Any, plan: Plan) -> str:
     return f"{name}/{mv.version}"
 
 
-class _ResponsePyfunc:  # a minimal pyfunc: predict takes offer_features rows + offer columns
+class _ResponsePyfunc:  # a minimal pyfunc: offer_features rows + offer columns + p_return_base
     def __new__(cls) -> Any:
         import mlflow.pyfunc
 
@@ -710,6 +710,7 @@ class _ResponsePyfunc:  # a minimal pyfunc: predict takes offer_features rows + 
                         o,
                         str(r["channel"]),
                         np.array([float(r["p_return_base"])]),
+                        base_calibrated=True,  # the targets' p_return_base is recalibrated
                     )[0]
                 return out
 

@@ -890,11 +890,19 @@ class StructuredOfferResponseModel:
         }
 
     def predict_return_probability(
-        self, features: pd.DataFrame, offer: Offer, channel: str, p0: np.ndarray
+        self,
+        features: pd.DataFrame,
+        offer: Offer,
+        channel: str,
+        p0: np.ndarray,
+        base_calibrated: bool = False,
     ) -> np.ndarray:
         """P(return within the attribution window | contacted with ``offer`` on ``channel``).
 
-        ``features`` from :func:`offer_features`; ``p0`` aligned with it.
+        ``features`` from :func:`offer_features`; ``p0`` aligned with it: the
+        base return model's P(return | no contact), or, with
+        ``base_calibrated=True``, that probability already recalibrated
+        (:meth:`expected_base_probability`, the targets' ``p_return_base``).
         NaN for an offer type or channel the history never tried.
         """
         self._check()
@@ -921,7 +929,8 @@ class StructuredOfferResponseModel:
         )
         z = self._z(features)
         v = self._v_parts(self.theta_, X, z)["v"]
-        return 1 - (1 - self._base(self.theta_, z, p0)) * self._survive(v)[0]
+        base = p0 if base_calibrated else self._base(self.theta_, z, p0)
+        return 1 - (1 - base) * self._survive(v)[0]
 
     def expected_base_probability(self, features: pd.DataFrame, p0: np.ndarray) -> np.ndarray:
         """P(return | no contact) after the recalibration on the control arms (``p0`` as is
