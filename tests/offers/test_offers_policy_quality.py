@@ -9,9 +9,11 @@ from winback_ml.cohort.playbook import playbook_policy
 from winback_ml.data.synthetic import make_world
 from winback_ml.scoring import build_plan
 
-#: Stated floors for this small world (12,000 customers, seed 11: measured 0.767 of the
-#: oracle and 1.39 x the playbook); benchmarks/bench_policy.py reports larger worlds.
-MIN_SHARE_OF_ORACLE = 0.65
+#: Stated floors for this small world (12,000 customers, seed 11: measured 0.814 of the
+#: oracle and 1.32 x the playbook on 2026-11-21, after the world's reason traces and the
+#: response model's covariates / control-arm recalibration; 0.767 and 1.39 before);
+#: benchmarks/bench_policy.py reports larger worlds.
+MIN_SHARE_OF_ORACLE = 0.75
 MIN_OVER_PLAYBOOK = 1.15
 
 
