@@ -372,6 +372,7 @@ def offer_training_frame(
     X_all, y_all = reason_training_set(feats)
     parts: list[pd.DataFrame] = []
     without_model = 0
+    fx = feats.drop_duplicates("lapse_id").set_index("lapse_id")
     for c in sorted(cut.unique()):
         rows = np.flatnonzero((cut == c).to_numpy())
         known = (X_all["ended_at"] <= c).to_numpy()
@@ -383,7 +384,6 @@ def offer_training_frame(
             data, sub, as_of, classifier=clf, episodes=eps, features=feats, min_train=10**12
         )
         if misreport:
-            fx = feats.drop_duplicates("lapse_id").set_index("lapse_id")
             r = reason_posterior(r, clf, fx.loc[sub["lapse_id"].to_numpy()], misreport)
         r.index = rows
         without_model += int((r["reason_rule"] == "no_model").sum())
