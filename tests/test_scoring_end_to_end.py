@@ -142,3 +142,22 @@ def test_run_date_with_an_offset_is_utc_and_a_bad_one_is_refused():
     for bad in ("not-a-date", ""):
         with pytest.raises(ConfigError, match="as_of .* is not a date"):
             build_plan(w.tables, bad, None)
+
+
+def test_registered_response_model_reproduces_the_targets(world):
+    """The MLflow pyfunc of the offer-response model, fed the targets' (recalibrated)
+    p_return_base and the chosen offers, gives back the targets' p_return_offer."""
+    from winback_ml.scoring import _ResponsePyfunc
+
+    plan = build_plan(world.tables, AS_OF, None)
+    t = plan.targets.set_index("customer_id").loc[plan.cohort["customer_id"]].reset_index()
+    c = t["contact"].to_numpy(bool)
+    assert c.sum() > 20
+    X = plan.features[c].reset_index(drop=True).copy()
+    for k in ("offer_type", "discount_pct", "discount_months", "channel", "p_return_base"):
+        X[k] = t.loc[c, k].to_numpy()
+    pf = _ResponsePyfunc()
+    pf.model = plan.models["response"]
+    np.testing.assert_allclose(pf.predict(None, X), t.loc[c, "p_return_offer"], atol=1e-9)
+    # and the base is the control-arm recalibration of the return model's p0, stated in notes
+    assert any("recalibrated on the campaigns' control arms" in n for n in plan.notes)
