@@ -250,6 +250,39 @@ def test_recurly_signature_scheme() -> None:
             verify_recurly_signature(body, header, key, now=now)
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "\u00b2",  # superscript two: str.isdigit() is True, int() raises ValueError
+        "1" * 400,  # int, but the ms -> s division overflows a float
+        "9" * 5000,  # past Python's int/str digit limit
+        "\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",  # Arabic-Indic
+    ],
+)
+def test_recurly_malformed_timestamp_is_a_signature_error_not_a_crash(tmp_path, stamp) -> None:
+    body = b'{"id":"rn_1"}'
+    with pytest.raises(SignatureError, match="must be"):
+        verify_recurly_signature(body, f"{stamp},{mac_of(body, 'k', 1)}", "k", now=1.0)
+    # through the receiver: 401, nothing stored (it was a 500 from an uncaught exception)
+    led = IntakeLedger(f"sqlite:///{tmp_path}/m.db")
+    with TestClient(create_app(led, auth=AUTH)) as c:
+        r = c.post(
+            "/webhooks/recurly",
+            content=_cancellations()["recurly"],
+            headers={"recurly-signature": f"{stamp},abcdef".encode()},
+        )
+        assert r.status_code == 401 and "must be" in r.json()["reason"]
+    assert _counts(led) == (0, 0)
+
+
+@pytest.mark.parametrize("stamp", ["9" * 400, "\u0661\u0662", "+1700000000", " 1700000000x"])
+def test_stripe_malformed_timestamp_is_a_signature_error_not_a_crash(stamp) -> None:
+    from winback_ml.intake.stripe import verify_stripe_signature
+
+    with pytest.raises(SignatureError, match="no valid 't=' timestamp"):
+        verify_stripe_signature(b"{}", f"t={stamp},v1=abcdef", "whsec_x", now=1.0)
+
+
 def mac_of(body: bytes, key: str, ms: int) -> str:
     return sign_recurly_payload(body, key, ms).split(",")[1]
 

@@ -95,7 +95,14 @@ def verify_recurly_signature(
             "endpoint's secret key."
         )
     parts = [p.strip() for p in header.split(",")]
-    if len(parts) < 2 or not parts[0].isdigit() or not all(parts[1:]):
+    # ASCII digits only, at most 16 (a ms timestamp has 13): str.isdigit() also accepts
+    # '²' or '١', and a huge number overflows the float arithmetic below (a 500, not a 401)
+    stamp = parts[0]
+    if (
+        len(parts) < 2
+        or not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 16)
+        or not all(parts[1:])
+    ):
         raise SignatureError(
             "recurly: recurly-signature header must be '<unix timestamp>,<hex signature>"
             "[,<hex signature>]'."

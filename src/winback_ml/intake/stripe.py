@@ -171,10 +171,10 @@ def verify_stripe_signature(
     for part in header.split(","):
         k, _, v = part.strip().partition("=")
         if k == "t":
-            try:
-                ts = int(v)
-            except ValueError:
-                ts = None
+            # ASCII digits, at most 16: int() also reads '١٢' or '+12', and a huge value
+            # overflows the float arithmetic below (an internal error, not a signature one)
+            v = v.strip()
+            ts = int(v) if v.isascii() and v.isdigit() and len(v) <= 16 else None
         elif k == "v1":
             sigs.append(v)
     if ts is None:
