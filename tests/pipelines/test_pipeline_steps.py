@@ -136,6 +136,15 @@ def test_survival_candidates_by_name() -> None:
     assert [type(m).__name__ for m in c.values()] == ["KaplanMeierChurnModel", "CoxChurnModel"]
     with pytest.raises(PipelineError, match="comma-separated list"):
         survival_candidates("return", "cox,deep_magic")
+    # every churn model has a name (a model added to CHURN_MODELS used to break the lookup)
+    c = survival_candidates("churn", "weibull_cure,xgboost_aft,discrete_hazard")
+    assert [type(m).__name__ for m in c.values()] == [
+        "WeibullCureChurnModel",
+        "XGBoostAFTChurnModel",
+        "DiscreteHazardChurnModel",
+    ]
+    with pytest.raises(PipelineError, match="discrete_hazard"):
+        survival_candidates("return", "discrete_hazard")
 
 
 def test_return_curves_match_kaplan_meier() -> None:

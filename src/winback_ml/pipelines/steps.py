@@ -46,6 +46,8 @@ DISPATCH_MODES = ("dry_run", "enrol")
 
 #: Short names of the survival models a notebook may compare.
 SURVIVAL_CANDIDATES = ("kaplan_meier", "cox", "weibull_cure", "xgboost_aft")
+#: names of one kind only, after the shared ones (the order of RETURN_MODELS / CHURN_MODELS)
+_KIND_CANDIDATES = {"return": (), "churn": ("discrete_hazard",)}
 
 
 def survival_candidates(kind: str, names: str) -> dict[str, Any]:
@@ -54,7 +56,8 @@ def survival_candidates(kind: str, names: str) -> dict[str, Any]:
     Parameters
     ----------
     kind : ``"return"`` or ``"churn"``.
-    names : comma-separated names among :data:`SURVIVAL_CANDIDATES`.
+    names : comma-separated names among :data:`SURVIVAL_CANDIDATES` (and, for churn,
+        ``discrete_hazard``).
 
     Raises
     ------
@@ -67,12 +70,13 @@ def survival_candidates(kind: str, names: str) -> dict[str, Any]:
         from winback_ml.models.churn_model import CHURN_MODELS as classes
     else:
         raise PipelineError(f"kind must be 'return' or 'churn'. Got {kind!r} instead.")
-    by_name = dict(zip(SURVIVAL_CANDIDATES, classes, strict=True))
+    known = SURVIVAL_CANDIDATES + _KIND_CANDIDATES[kind]
+    by_name = dict(zip(known, classes, strict=True))
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     bad = [n for n in wanted if n not in by_name]
     if bad or not wanted:
         raise PipelineError(
-            f"The {kind} candidates must be a comma-separated list of {list(SURVIVAL_CANDIDATES)}. "
+            f"The {kind} candidates must be a comma-separated list of {list(known)}. "
             f"Got {names!r} instead."
         )
     return {n: by_name[n]() for n in wanted}

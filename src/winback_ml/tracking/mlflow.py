@@ -458,6 +458,7 @@ def default_candidates(kind: str) -> dict[str, Any]:
     if kind == "churn":
         from winback_ml.models.churn_model import (
             CoxChurnModel,
+            DiscreteHazardChurnModel,
             KaplanMeierChurnModel,
             WeibullCureChurnModel,
             XGBoostAFTChurnModel,
@@ -468,6 +469,7 @@ def default_candidates(kind: str) -> dict[str, Any]:
             "cox": CoxChurnModel(),
             "weibull": WeibullCureChurnModel(),
             "xgboost_aft": XGBoostAFTChurnModel(),
+            "discrete_hazard": DiscreteHazardChurnModel(),
         }
     raise ModelError(f"kind must be 'return' or 'churn'. Got {kind!r}.")
 
