@@ -210,6 +210,42 @@ def test_mask_url_password():
     assert mask_url_password("https://example.com/a@b") == "https://example.com/a@b"
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # a raw '@' in the password: SQLAlchemy reads up to the first '@'; none of it may show
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+        ("mysql://u:p@s@s@h:3/x?a=b@c", "mysql://u:***@h:3/x?a=b@c"),
+        ("postgresql://:s3cret@h/db", "postgresql://:***@h/db"),  # no user
+        # the password as a query parameter (libpq and SQLAlchemy accept it)
+        ("postgresql://h/db?user=u&password=s3cret", "postgresql://h/db?user=u&password=***"),
+        ("postgresql://h/db?password=s3cret&sslmode=x", "postgresql://h/db?password=***&sslmode=x"),
+        ("'postgresql://u@h/db?PASSWORD=s3cret'", "'postgresql://u@h/db?PASSWORD=***'"),
+        ("host=h password=s3cret dbname=x", "host=h password=*** dbname=x"),
+        ("postgresql://u:s3cret@h/db?password=s3cret", "postgresql://u:***@h/db?password=***"),
+        ("https://example.com/a@b?my_password=x", "https://example.com/a@b?my_password=x"),
+    ],
+)
+def test_mask_url_password_other_forms(text, masked):
+    from winback_ml.data.store import mask_url_password
+
+    assert mask_url_password(text) == masked
+
+
+def test_query_string_password_is_masked_in_the_connection_error():
+    from winback_ml.exceptions import StoreError
+
+    url = "postgresql+psycopg://127.0.0.1:1/x?user=app&password=s3cretPW"
+    with pytest.raises(StoreError) as ei:
+        Store(url).exists()
+    msg = str(ei.value)
+    assert "s3cretPW" not in msg and "password=***" in msg and "s3cretPW" not in repr(Store(url))
+    from winback_ml.data.store import describe_connection_error
+
+    err = describe_connection_error(url, RuntimeError("auth failed for s3cretPW"))
+    assert "s3cretPW" not in str(err)
+
+
 @pytest.mark.postgres
 def test_wrong_password_is_authentication_failed():
     from winback_ml.exceptions import ConfigError

@@ -227,6 +227,11 @@ def test_redact_masks_url_passwords() -> None:
     from winback_ml.pipelines.context import _redact  # MLflow params and messages: same rule
 
     assert _redact("postgresql+psycopg://u:s3cret@db/x") == "postgresql+psycopg://u:***@db/x"
+    # a raw '@' in the password, and a ?password= query parameter: nothing of it left
+    assert redact(["postgresql://u:s3@cret@db/x", "postgresql://db/x?user=u&password=s3cret"]) == [
+        "postgresql://u:***@db/x",
+        "postgresql://db/x?user=u&password=***",
+    ]
 
 
 @pytest.mark.slow

@@ -58,18 +58,33 @@ _SA_TYPES = {
 }
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+# the password runs to the last '@' of the authority: a raw '@' in it ("u:p@ss@host") must
+# not leave its tail ("ss") in the clear; the extra '@' segments hold no '/' (a path's '@')
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@(?:[^@/\s]*@)*"
+)
+# a password given as a query parameter (postgresql://h/db?user=u&password=pw, which libpq
+# and SQLAlchemy accept) or as a key=value connection string (host=h password=pw)
+_QUERY_PASSWORD = re.compile(
+    r"(?P<head>(?<![\w.-])(?:password|passwd|pwd)=)[^&;#\s'\"]+", re.IGNORECASE
+)
 
 
 def mask_url_password(text: str) -> str:
     """Mask the password of every URL in ``text``: ``scheme://user:pw@`` -> ``scheme://user:***@``.
 
+    Also ``?password=pw`` / ``&password=pw`` query parameters and ``password=pw``
+    in a key=value connection string (``passwd``, ``pwd`` too) -> ``password=***``.
+
     Examples
     --------
     >>> mask_url_password("cannot reach postgresql+psycopg://app:s3cret@db:5432/x")
     'cannot reach postgresql+psycopg://app:***@db:5432/x'
+    >>> mask_url_password("postgresql://db/x?user=app&password=s3cret")
+    'postgresql://db/x?user=app&password=***'
     """
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@", text)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m.group('head')}***", text)
 
 
 #: (words in the driver's message, what failed, the fix), first match wins
@@ -134,11 +149,14 @@ def describe_connection_error(url: str, exc: BaseException) -> StoreError:
     """
     detail = str(getattr(exc, "orig", None) or exc)
     try:
-        password = sa.make_url(url).password
+        parsed = sa.make_url(url)
+        q = parsed.query.get("password")
+        passwords = [parsed.password, *([q] if isinstance(q, str) else list(q or ()))]
     except (sa.exc.ArgumentError, ValueError, TypeError):
-        password = None
-    if password and len(str(password)) >= 3:
-        detail = detail.replace(str(password), "***")
+        passwords = []
+    for password in passwords:  # the URL's, and a ?password= one: raw, wherever they show
+        if password and len(str(password)) >= 3:
+            detail = detail.replace(str(password), "***")
     detail = mask_url_password(" ".join(detail.split()))[:300]
     low = detail.lower()
     what, fix = "cannot connect", "check the URL and that the database server accepts connections"
