@@ -346,6 +346,13 @@ def test_receiver_auth_config_errors_and_environment(monkeypatch) -> None:
         ReceiverAuth(csv_token="")
     with pytest.raises(ConfigError, match="both chargebee_username and chargebee_password"):
         ReceiverAuth(chargebee_username="u")
+    # bad types are ConfigErrors, not TypeErrors; None allows nothing (secure by default)
+    assert ReceiverAuth(allow_unauthenticated=None).allow_unauthenticated == frozenset()
+    with pytest.raises(ConfigError, match="must be a list of sources"):
+        ReceiverAuth(allow_unauthenticated=5)
+    for tol in ("300", None, -1, float("nan"), True):
+        with pytest.raises(ConfigError, match="recurly_tolerance"):
+            ReceiverAuth(recurly_tolerance=tol)
     env = {
         "WINBACK_CHARGEBEE_WEBHOOK_USERNAME": "u1",
         "WINBACK_CHARGEBEE_WEBHOOK_PASSWORD": "p1",

@@ -140,8 +140,15 @@ class ReceiverAuth:
 
     def __post_init__(self) -> None:
         allowed = self.allow_unauthenticated
+        if allowed is None:  # "none allowed", as the other settings' None means "not set"
+            allowed = ()
         if isinstance(allowed, str):
             allowed = [allowed]
+        if not isinstance(allowed, Iterable):
+            raise ConfigError(
+                "The 'allow_unauthenticated' parameter of ReceiverAuth must be a list of sources "
+                f"(e.g. ['csv']). Got {type(allowed).__name__} instead."
+            )
         allowed = frozenset(str(a).strip().lower() for a in allowed)
         unknown = sorted(allowed - set(PROVIDERS))
         if unknown:
@@ -163,7 +170,8 @@ class ReceiverAuth:
                 "ReceiverAuth needs both chargebee_username and chargebee_password (the webhook's "
                 "basic-auth credentials in Chargebee), or neither. Got only one."
             )
-        if self.recurly_tolerance < 0:
+        tol = self.recurly_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
             raise ConfigError(
                 "The 'recurly_tolerance' parameter of ReceiverAuth must be >= 0 seconds. "
                 f"Got {self.recurly_tolerance} instead."
