@@ -356,6 +356,18 @@ def test_traces_do_not_change_the_rest_of_the_world():
     assert len(ta) > len(tb)
     assert len(tb[cols].merge(ta[cols])) == len(tb)
     assert (extra["_merge"] == "left_only").sum() == len(ta) - len(tb)
+    # each trace ticket lies within a day after a request of its customer, never after that
+    # lapse's access ends nor after the world's end (the check the test above only claims)
+    traces = extra[extra["_merge"] == "left_only"][cols]
+    ep = a.truth.episodes
+    ep = ep[ep["cancel_requested_at"].notna()][["customer_id", "cancel_requested_at", "ended_at"]]
+    m = traces.merge(ep, on="customer_id")
+    dt = m["created_at"] - m["cancel_requested_at"]
+    ok = (dt >= pd.Timedelta(0)) & (dt <= pd.Timedelta(days=1))
+    ok &= m["ended_at"].isna() | (m["created_at"] <= m["ended_at"])
+    ok &= m["created_at"] <= a.end
+    assert ok.groupby([m["customer_id"], m["created_at"]]).any().all()
+    assert len(traces) > 50 and len(m.drop_duplicates(cols)) == len(traces.drop_duplicates())
     ua, ub = a.tables["usage"], b.tables["usage"]
     assert ua[["customer_id", "week_start"]].equals(ub[["customer_id", "week_start"]])
     assert (ua["sessions"] <= ub["sessions"]).all() and (ua["sessions"] < ub["sessions"]).any()
