@@ -546,7 +546,11 @@ def _action(drivers: list[str], p: float) -> str:
 def churn_risk(cd: Any, as_of: Any, notes: list[str]) -> tuple[pd.DataFrame, Any]:
     """Contract churn-risk table of active customers, and the fitted churn model (or None)."""
     from winback_ml.features import build_churn_scoring_frame, build_churn_training_frame
-    from winback_ml.models.churn_model import KaplanMeierChurnModel, WeibullCureChurnModel
+    from winback_ml.models.churn_model import (
+        DiscreteHazardChurnModel,
+        KaplanMeierChurnModel,
+        WeibullCureChurnModel,
+    )
 
     X = build_churn_scoring_frame(cd, as_of)
     if X.empty:
@@ -558,13 +562,15 @@ def churn_risk(cd: Any, as_of: Any, notes: list[str]) -> tuple[pd.DataFrame, Any
 
     def fit(tr: pd.DataFrame) -> Any:
         tr = tr.drop(columns="_row")
-        try:
-            fitted["m"] = WeibullCureChurnModel().fit(tr)
-        except WinbackError as e:
-            notes.append(
-                f"churn: WeibullCureChurnModel failed ({e}); Kaplan-Meier by plan tier used."
-            )
-            fitted["m"] = KaplanMeierChurnModel().fit(tr)
+        # the discrete-time hazard recovers the truth best (docs/models.md); fallbacks are said
+        for cls in (DiscreteHazardChurnModel, WeibullCureChurnModel):
+            try:
+                fitted["m"] = cls().fit(tr)
+                return fitted["m"]
+            except WinbackError as e:
+                notes.append(f"churn: {cls.__name__} failed ({e}); trying the next model.")
+        notes.append("churn: Kaplan-Meier by plan tier used.")
+        fitted["m"] = KaplanMeierChurnModel().fit(tr)
         return fitted["m"]
 
     with warnings.catch_warnings():
