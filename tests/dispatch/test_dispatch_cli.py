@@ -211,3 +211,11 @@ def test_a_bad_now_is_a_clear_error(store_factory):
     store = store_factory(1)
     r = runner.invoke(app, ["dispatch", "tick", "--store", store.url, "--now", "yesterday-ish"])
     assert r.exit_code == 1 and "not a date" in r.output and isinstance(r.exception, SystemExit)
+
+
+def test_init_never_prints_a_password(tmp_path):
+    """A password in the store URL's query string (libpq accepts it) stays masked."""
+    url = f"sqlite:///{tmp_path}/d.db?password=s3cretPW"
+    r = runner.invoke(app, ["dispatch", "init", "--store", url])
+    assert r.exit_code == 0, r.output
+    assert "dispatch tables ready" in r.output and "s3cretPW" not in r.output

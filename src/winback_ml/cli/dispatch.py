@@ -47,11 +47,12 @@ def _fail(e: Exception) -> None:
 @dispatch_app.command("init")
 def init_cmd(store: str = _STORE) -> None:
     """Create the dispatch tables (and the contract tables) in the store."""
+    from winback_ml.data.store import mask_url_password
     from winback_ml.dispatch.schema import DispatchDB
 
     db = DispatchDB(store)
     db.create_schema()
-    typer.echo(f"dispatch tables ready in {db.store.url.split('@')[-1]}")
+    typer.echo(f"dispatch tables ready in {mask_url_password(db.store.url)}")
 
 
 def _enrol(targets: Path | None, from_queue: bool, write: bool, **kw: Any) -> None:
