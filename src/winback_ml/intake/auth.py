@@ -103,7 +103,8 @@ class ReceiverAuth:
     recurly_secret : str, optional
         The Recurly webhook endpoint's secret key (``recurly-signature``).
     recurly_tolerance : int
-        Seconds a ``recurly-signature`` timestamp may be from now (replay protection).
+        Seconds a ``recurly-signature`` timestamp may be from now (replay protection);
+        0 turns the time check off (not for a public endpoint).
     google_token : str, optional
         The token in the Pub/Sub push endpoint's query string (``?token=``).
     csv_token : str, optional

@@ -81,7 +81,8 @@ def verify_recurly_signature(
     signature is HMAC-SHA256 of ``"{timestamp}.{raw body}"`` with the endpoint's
     secret key. Recurly documents the timestamp in milliseconds; a 10-digit value
     is read as seconds. It must be within ``tolerance`` seconds of now (replay
-    protection). Comparison is constant-time.
+    protection; ``tolerance=0`` turns the time check off, e.g. to re-verify a stored
+    body). Comparison is constant-time.
 
     Raises
     ------

@@ -154,7 +154,8 @@ def verify_stripe_signature(
 
     HMAC-SHA256 of ``"{t}.{raw body}"`` with the endpoint secret must equal one
     of the ``v1`` values, and ``t`` must be within ``tolerance`` seconds of now
-    (replay protection). Comparison is constant-time.
+    (replay protection; ``tolerance=0`` turns the time check off, e.g. to re-verify a
+    stored body). Comparison is constant-time.
 
     Raises
     ------
