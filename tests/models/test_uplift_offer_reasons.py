@@ -92,3 +92,21 @@ def test_behaviour_covariates_and_missing_signals():
     assert (
         g[["log_minutes_per_session", "feature_requests", "discounted_before"]].isna().all().all()
     )
+
+
+def test_a_stated_reason_the_classifier_never_saw_is_kept():
+    """A classifier fitted before anyone stated a reason (an early quarterly refit) gives it
+    probability 0; that is no evidence against the customer's own answer, so it is kept.
+
+    Regression: the posterior was P_clf * likelihood, so a stated 'contract_ended' the
+    quarter's classifier had never seen got probability 0 and its mass went to other reasons."""
+    rs = _reasons(["contract_ended", "unused"], ["stated", "stated"])
+    clf = _Clf([0.3, 0.3])  # knows only too_expensive and unused
+    feats = pd.DataFrame({"_row": range(2)})
+    post = reason_posterior(rs, clf, feats, misreport=0.1)
+    assert post.loc[0, "p_contract_ended"] == 1.0
+    assert post.loc[0, [f"p_{r}" for r in REASONS if r != "contract_ended"]].sum() == 0.0
+    # a reason the classifier knows is still weighed against the behaviour
+    assert post.loc[1, "p_unused"] == pytest.approx(0.7 * 0.9 / (0.7 * 0.9 + 0.3 * 0.01))
+    P = post[[f"p_{r}" for r in REASONS]].to_numpy()
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)

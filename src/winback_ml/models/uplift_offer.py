@@ -132,7 +132,10 @@ def reason_posterior(
     ``P_clf(r | x) * ((1 - misreport) if r == s else misreport / (K - 1))``
     (``K`` reasons): the stated reason wins unless the behaviour makes
     another reason far more likely. A stated ``other`` carries no reason,
-    so it keeps only the classifier's view (``other`` included). Inferred
+    so it keeps only the classifier's view (``other`` included). A stated
+    reason that is not among the classifier's classes (it never saw that
+    reason stated, e.g. an early quarterly refit) stays one-hot: the
+    classifier gives it probability 0 only for lack of examples. Inferred
     rows are unchanged; without a classifier nothing changes.
 
     Parameters
@@ -155,7 +158,11 @@ def reason_posterior(
         return out
     rule = out["reason_rule"].astype(object).to_numpy()
     stated = out["cancel_reason"].astype(object).to_numpy()
-    m = (rule == "stated") & (stated != "payment_failed")
+    # a reason the classifier never saw stated (an early quarterly refit, a rare reason) has
+    # P_clf = 0, so the posterior would drop the customer's own answer for no evidence at all:
+    # the classifier has no view on it, and the stated reason stays as it is
+    known = set(np.asarray(classifier.classes_, dtype=object).tolist()) | {"other"}
+    m = (rule == "stated") & (stated != "payment_failed") & np.isin(stated, list(known))
     if not m.any():
         return out
     proba = classifier.predict_proba(features.iloc[np.flatnonzero(m)])
