@@ -107,3 +107,24 @@ def test_scoring_frame_reasons_match_training(cd, classifier) -> None:
 def test_bad_reasons_argument(cd) -> None:
     with pytest.raises(ConfigError, match="'reasons' parameter"):
         build_return_training_frame(cd, T, reasons="guess")
+
+
+def test_without_a_classifier_unstated_reasons_are_uniform(cd) -> None:
+    """Too few stated lapses to fit the reason classifier: an unstated lapse's reason is
+    unknown, and its ``p_<reason>`` are uniform (they used to be all 0, summing to 0)."""
+    from winback_ml.features import lapse_reasons
+
+    eps = lapse_episodes(cd, T).copy()
+    stated = eps["stated_reason"].notna()
+    eps.loc[stated & (stated.cumsum() > 5), "stated_reason"] = None  # 5 stated: below min_train
+    lr = lapse_reasons(cd, T, eps)
+    pcols = reason_proba_columns()
+    P = lr[pcols].to_numpy(float)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-12)
+    unknown = (lr["reason_source"] == "unknown").to_numpy()
+    assert unknown.sum() > 20
+    assert (lr.loc[unknown, "reason"] == "unknown").all()
+    np.testing.assert_allclose(P[unknown], 1.0 / len(pcols))
+    # the stated ones stay one-hot, the payment rule stays certain
+    kept = (lr["reason_source"] == "stated").to_numpy()
+    assert kept.sum() == 5 and (P[kept].max(axis=1) == 1.0).all()

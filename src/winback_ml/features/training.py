@@ -114,7 +114,9 @@ def lapse_reasons(
           :func:`~winback_ml.cohort.reasons.reason_features` of *that* lapse
           (rows dated up to its end only), else ``payment_failed`` for an
           unrecovered payment failure; plus ``p_<reason>`` probabilities
-          (one-hot where the reason is stated or the payment rule applies).
+          (one-hot where the reason is stated or the payment rule applies;
+          uniform where no classifier could be fitted: ``reason_source`` =
+          ``unknown``).
         * ``None``: the stated reason, else ``unknown``; no probabilities.
         * a Series or mapping of reasons: for lapses without a stated reason.
           Keyed by ``lapse_id``, each applies to its lapse. Keyed by
@@ -158,8 +160,13 @@ def lapse_reasons(
             np.where(inf["reason_rule"].to_numpy() == "no_model", "unknown", "inferred"),
         )
         out["reason_source"] = src
-        for rr in REASONS:
-            out[f"p_{rr}"] = inf[f"p_{rr}"].to_numpy(float)
+        P = inf[[f"p_{rr}" for rr in REASONS]].to_numpy(float)
+        # no classifier (too few stated lapses up to T): an unstated reason is unknown, i.e.
+        # uniform, as the offer model reads it; all-zero "probabilities" would sum to 0
+        unknown = (src == "unknown") & (P.sum(axis=1) == 0)
+        P[unknown] = 1.0 / len(REASONS)
+        for j, rr in enumerate(REASONS):
+            out[f"p_{rr}"] = P[:, j]
         return out
     r = stated.where(ok)
     if reasons is not None:
