@@ -161,3 +161,39 @@ def test_registered_response_model_reproduces_the_targets(world):
     np.testing.assert_allclose(pf.predict(None, X), t.loc[c, "p_return_offer"], atol=1e-9)
     # and the base is the control-arm recalibration of the return model's p0, stated in notes
     assert any("recalibrated on the campaigns' control arms" in n for n in plan.notes)
+
+
+def test_past_assignments_are_scored_without_interviews_answered_later():
+    """p0 of a past campaign assignment (the response model's offset, recalibrated on the
+    control arms) reads the lapse's interview only when it was answered by the assignment.
+
+    Regression: with ``--return-model weibull_cure`` the training frame's interview answers
+    (kept up to the return or the run date) were read for control-arm assignments made before
+    the interview, so their p0 used answers from after the assignment."""
+    from winback_ml.scoring import _BaseReturn
+
+    class Stub:
+        def expected_return_probability(self, X, within_days):
+            self.X = X.copy()
+            return np.where(X["offer_interest"] == "discount", 0.5, 0.1)
+
+    feats = pd.DataFrame(
+        {
+            "entry_days": [40.0, 10.0, 0.0],
+            "offer_interest": ["discount", "discount", "none"],
+            "leave_strength": [5.0, 2.0, np.nan],
+        },
+        index=pd.Index(["l1", "l2", "l3"], name="lapse_id"),
+    )
+    stub = Stub()
+    base = _BaseReturn(stub, "weibull_cure", ["offer_interest", "leave_strength"])
+    base.features_ = feats
+    rows = pd.DataFrame(
+        {"lapse_id": ["l1", "l2", "l3"], "days_lapsed": 20.0, "cancel_reason": "unused"}
+    )
+    # assignments 20 days after the lapse: l1's interview (day 40) was not known yet
+    assert base.predict(rows, rows, 30, at_days_lapsed=True).tolist() == [0.1, 0.5, 0.1]
+    assert np.isnan(stub.X["leave_strength"][0]) and stub.X["leave_strength"][1] == 2.0
+    # scored as of the run date (the cohort): every answer given by then is read
+    assert base.predict(rows, rows, 30).tolist() == [0.5, 0.5, 0.1]
+    assert stub.X["leave_strength"][0] == 5.0

@@ -292,7 +292,7 @@ def build_plan(
             cd, T, cfg.attribution_window_days, episodes=eps, reason_classifier=clf, features=feats
         )
         if len(tf):
-            p0_tr = base.predict(tf, tf, cfg.attribution_window_days)
+            p0_tr = base.predict(tf, tf, cfg.attribution_window_days, at_days_lapsed=True)
             try:
                 prior = _playbook_prior(cfg)
                 response = StructuredOfferResponseModel(prior_pairs=prior).fit(tf, p0_tr)
@@ -441,7 +441,15 @@ class _BaseReturn:
         self.frame_cols = frame_cols
         self.features_: pd.DataFrame | None = None
 
-    def predict(self, rows: pd.DataFrame, reasons: pd.DataFrame, window: int) -> np.ndarray:
+    def predict(
+        self, rows: pd.DataFrame, reasons: pd.DataFrame, window: int, at_days_lapsed: bool = False
+    ) -> np.ndarray:
+        """P(return within ``window`` days | lapsed ``days_lapsed`` days, no contact).
+
+        ``at_days_lapsed``: the rows are scored at an earlier point than ``as_of`` (past
+        campaign assignments, ``days_lapsed`` exact days after the lapse), so the lapse's
+        interview counts only if it was answered by then.
+        """
         X = pd.DataFrame(
             {
                 "reason": reasons["cancel_reason"].fillna("unknown").to_numpy(),
@@ -449,10 +457,22 @@ class _BaseReturn:
             }
         )
         if self.kind != "kaplan_meier" and self.features_ is not None:
+            from winback_ml.models.evaluation import ENTRY_FEATURES
+
             f = self.features_.reindex(rows["lapse_id"].to_numpy())
+            # the lapse's interview is known only once answered: a row scored at an earlier
+            # point (a past campaign assignment, days_lapsed after the lapse) must not read
+            # answers given later (the training frame keeps them up to the return or as_of)
+            late = np.zeros(len(f), dtype=bool)
+            if at_days_lapsed and "entry_days" in f.columns:
+                late = f["entry_days"].to_numpy(float) > X["days_lapsed"].to_numpy(float)
             for c in self.frame_cols:
                 if c not in X.columns:
-                    X[c] = f[c].to_numpy()
+                    v = f[c].to_numpy()
+                    if c in ENTRY_FEATURES and late.any():
+                        v = v.astype(object) if isinstance(ENTRY_FEATURES[c], str) else v.copy()
+                        v[late] = ENTRY_FEATURES[c]
+                    X[c] = v
         return np.clip(self.model.expected_return_probability(X, within_days=window), 0.0, 1.0)
 
 
