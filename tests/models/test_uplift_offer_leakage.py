@@ -80,3 +80,13 @@ def test_without_enough_stated_lapses_before_an_assignment_reasons_stay_unknown(
     assert unk.any()
     np.testing.assert_allclose(tf.loc[unk, PCOLS].to_numpy(float), 1.0 / len(REASONS))
     assert tf.attrs["reasons_without_model"] >= int(unk.sum())
+
+
+def test_a_bad_refit_period_is_a_clear_error(world):
+    """A typo in ``reason_refit`` is a ConfigError naming the parameter, not a pandas
+    ValueError from deep inside."""
+    from winback_ml.exceptions import ConfigError
+
+    cd = load_data(world.tables, as_of=world.end)
+    with pytest.raises(ConfigError, match="reason_refit"):
+        offer_training_frame(cd, world.end, 30, reason_refit="quarterly")

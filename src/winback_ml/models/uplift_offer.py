@@ -62,7 +62,7 @@ from scipy.optimize import minimize
 
 from winback_ml.config import Offer
 from winback_ml.data.contract import CANCEL_REASONS, CHANNELS
-from winback_ml.exceptions import ModelError, NotFittedError
+from winback_ml.exceptions import ConfigError, ModelError, NotFittedError
 
 __all__ = [
     "REASONS",
@@ -373,7 +373,13 @@ def offer_training_frame(
     feats = reason_features(data, eps, as_of) if features is None else features
     # the reason as known at each assignment: a classifier fitted on stated lapses ended by the
     # latest refit date at or before the assignment (never the run date's classifier)
-    cut = m["assigned_at"].dt.to_period(reason_refit).dt.start_time
+    try:
+        cut = m["assigned_at"].dt.to_period(reason_refit).dt.start_time
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(
+            "The 'reason_refit' parameter must be a pandas period alias such as 'Q' "
+            f"(quarters) or 'M' (months). Got {reason_refit!r} instead ({e})."
+        ) from e
     m["reason_cutoff"] = cut
     template = reason_classifier if reason_classifier is not None else ReasonClassifier()
     X_all, y_all = reason_training_set(feats)
