@@ -197,3 +197,37 @@ def test_past_assignments_are_scored_without_interviews_answered_later():
     # scored as of the run date (the cohort): every answer given by then is read
     assert base.predict(rows, rows, 30).tolist() == [0.5, 0.5, 0.1]
     assert stub.X["leave_strength"][0] == 5.0
+
+
+def test_holdout_brier_ignores_rows_the_run_date_cut_short() -> None:
+    """Rows that could not be followed for the whole horizon would enter only with an event."""
+    from winback_ml.scoring import holdout_brier
+
+    as_of = pd.Timestamp("2025-06-30")
+    old = pd.DataFrame(  # followed long enough: half churn within 90 days
+        {
+            "customer_id": [f"o{i}" for i in range(40)],
+            "at": as_of - pd.Timedelta(days=200),
+            "duration_days": [30.0 if i % 2 else 200.0 for i in range(40)],
+            "event": [1 if i % 2 else 0 for i in range(40)],
+        }
+    )
+    recent = pd.DataFrame(  # 30 days before the run date: 5 early churns, 15 censored at 30 days
+        {
+            "customer_id": [f"r{i}" for i in range(20)],
+            "at": as_of - pd.Timedelta(days=30),
+            "duration_days": [10.0] * 5 + [30.0] * 15,
+            "event": [1] * 5 + [0] * 15,
+        }
+    )
+    train = pd.concat([old, recent], ignore_index=True)
+
+    class Never:
+        def predict_event_probability(self, X, within_days, conditional_after=0.0):
+            return np.zeros(len(X))
+
+    # p = 0 everywhere: the Brier score is the share of churns among the rows counted
+    fit = lambda tr: Never()  # noqa: E731
+    assert holdout_brier(fit, train, 90, "customer_id", share=1.0, as_of=as_of) == 0.5
+    # without the run date the 5 early churns of the recent rows count, the 15 others do not
+    assert holdout_brier(fit, train, 90, "customer_id", share=1.0) == pytest.approx(25 / 45)

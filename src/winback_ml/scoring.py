@@ -509,20 +509,32 @@ def _fit_return_model(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out.holdout_brier_ = holdout_brier(lambda tr: clone(model).fit(tr), train, 30, "lapse_id")
+        out.holdout_brier_ = holdout_brier(
+            lambda tr: clone(model).fit(tr), train, 30, "customer_id", as_of=T
+        )
     if kind != "kaplan_meier":
         out.features_ = train.set_index("lapse_id")
     return out
 
 
 def holdout_brier(
-    fit: Any, train: pd.DataFrame, within_days: float, key: str, share: float = 0.2
+    fit: Any,
+    train: pd.DataFrame,
+    within_days: float,
+    key: str,
+    share: float = 0.2,
+    as_of: Any = None,
+    origin_col: str = "at",
 ) -> float:
     """Brier score of P(event within ``within_days``) on a held-out ``share`` of ``train``.
 
-    Rows are split by a hash of ``key`` (stable across runs); a held-out row
-    counts when its outcome at ``within_days`` is known (event seen, or
-    followed at least that long). Returns NaN when nothing is known.
+    Rows are split by a hash of ``key`` (stable across runs; use the customer so
+    that no customer is on both sides). A held-out row counts when its outcome
+    at ``within_days`` is known (event seen, or followed at least that long)
+    and, given ``as_of``, when it could have been followed that long (its
+    ``origin_col`` at least ``within_days`` before ``as_of``): without that,
+    rows censored by the run date drop out only when they had no event, which
+    biases the score towards events. Returns NaN when nothing is known.
     """
     h = pd.util.hash_pandas_object(train[key].astype(str), index=False).to_numpy()
     test = (h % 1000) < share * 1000
@@ -531,6 +543,9 @@ def holdout_brier(
     d = te["duration_days"].to_numpy(float)
     e = te["event"].to_numpy(float)
     known = (d >= within_days) | (e > 0)
+    if as_of is not None and origin_col in te.columns:
+        horizon_end = pd.to_datetime(te[origin_col]) + pd.Timedelta(days=within_days)
+        known &= (horizon_end <= pd.Timestamp(as_of)).to_numpy()
     if not known.any():
         return float("nan")
     y = ((e > 0) & (d <= within_days)).astype(float)[known]
@@ -577,27 +592,29 @@ def churn_risk(cd: Any, as_of: Any, notes: list[str]) -> tuple[pd.DataFrame, Any
         notes.append("no active customer at as_of: churn_risk.csv is empty.")
         return pd.DataFrame(columns=CHURN_RISK_COLUMNS), None
     train = build_churn_training_frame(cd, as_of).reset_index(drop=True)
-    train["_row"] = train["customer_id"].astype(str) + "@" + train["at"].astype(str)
     fitted: dict[str, Any] = {}
 
     def fit(tr: pd.DataFrame) -> Any:
-        tr = tr.drop(columns="_row")
         # the discrete-time hazard recovers the truth best (docs/models.md); fallbacks are said
         for cls in (DiscreteHazardChurnModel, WeibullCureChurnModel):
             try:
                 fitted["m"] = cls().fit(tr)
                 return fitted["m"]
             except WinbackError as e:
-                notes.append(f"churn: {cls.__name__} failed ({e}); trying the next model.")
-        notes.append("churn: Kaplan-Meier by plan tier used.")
+                msg = f"churn: {cls.__name__} failed ({e}); trying the next model."
+                if msg not in notes:  # fitted twice (holdout, then everyone)
+                    notes.append(msg)
+        if "churn: Kaplan-Meier by plan tier used." not in notes:
+            notes.append("churn: Kaplan-Meier by plan tier used.")
         fitted["m"] = KaplanMeierChurnModel().fit(tr)
         return fitted["m"]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # fitted on 80 % of the snapshots; the other 20 % give the holdout Brier score
-        brier = holdout_brier(fit, train, 90, "_row")
-        model = fitted["m"]
+        # 20 % of the customers (all their snapshots) give the holdout Brier score; the model
+        # that scores and is registered is then fitted on everyone
+        brier = holdout_brier(fit, train, 90, "customer_id", as_of=as_of)
+        model = fit(train)
         model.holdout_brier_ = brier
         p = model.expected_churn_probability(X, within_days=90)
         date = model.expected_churn_date(X, as_of)
