@@ -436,6 +436,22 @@ class WeibullCureSurvival(SurvivalModel):
         return contrib
 
 
+def _xgb_tree_params(est: Any, **task: Any) -> dict[str, Any]:
+    """XGBoost parameters of a boosted estimator: its tree settings plus the task's."""
+    return {
+        **task,
+        "tree_method": "hist",
+        "learning_rate": float(est.learning_rate),
+        "max_depth": int(est.max_depth),
+        "min_child_weight": float(est.min_child_weight),
+        "subsample": float(est.subsample),
+        "lambda": 1.0,
+        "nthread": int(est.n_jobs),
+        "seed": int(est.random_state or 0),
+        "verbosity": 0,
+    }
+
+
 class XGBoostAFTSurvival(SurvivalModel):
     """XGBoost accelerated failure time model (see the module docstring)."""
 
@@ -451,21 +467,13 @@ class XGBoostAFTSurvival(SurvivalModel):
         dtrain = xgb.DMatrix(Z, feature_names=_safe_names(self.encoder_.names_))
         dtrain.set_float_info("label_lower_bound", lower)
         dtrain.set_float_info("label_upper_bound", upper)
-        params = {
-            "objective": "survival:aft",
-            "eval_metric": "aft-nloglik",
-            "aft_loss_distribution": self.distribution,
-            "aft_loss_distribution_scale": float(self.sigma),
-            "tree_method": "hist",
-            "learning_rate": float(self.learning_rate),
-            "max_depth": int(self.max_depth),
-            "min_child_weight": float(self.min_child_weight),
-            "subsample": float(self.subsample),
-            "lambda": 1.0,
-            "nthread": int(self.n_jobs),
-            "seed": int(self.random_state or 0),
-            "verbosity": 0,
-        }
+        params = _xgb_tree_params(
+            self,
+            objective="survival:aft",
+            eval_metric="aft-nloglik",
+            aft_loss_distribution=self.distribution,
+            aft_loss_distribution_scale=float(self.sigma),
+        )
         booster = xgb.train(params, dtrain, num_boost_round=int(self.n_estimators))
         self.model_ = booster
         nll = booster.eval(dtrain)
@@ -578,19 +586,7 @@ class DiscreteHazardSurvival(SurvivalModel):
         dtrain = xgb.DMatrix(
             np.column_stack([Z[rows], k.astype(float)]), label=y, weight=weight, feature_names=names
         )
-        params = {
-            "objective": "binary:logistic",
-            "eval_metric": "logloss",
-            "tree_method": "hist",
-            "learning_rate": float(self.learning_rate),
-            "max_depth": int(self.max_depth),
-            "min_child_weight": float(self.min_child_weight),
-            "subsample": float(self.subsample),
-            "lambda": 1.0,
-            "nthread": int(self.n_jobs),
-            "seed": int(self.random_state or 0),
-            "verbosity": 0,
-        }
+        params = _xgb_tree_params(self, objective="binary:logistic", eval_metric="logloss")
         clf = xgb.train(params, dtrain, num_boost_round=int(self.n_estimators))
         self.model_ = clf
         self.n_intervals_ = K
