@@ -98,8 +98,8 @@ _REQUEST_FEATURES: list[str] = [
     "weeks_after_request",
 ]
 
-NUMERIC_FEATURES: list[str] = [
-    *_USAGE_FEATURES,
+#: Ticket-derived features (zeros, CSAT 3, when there is no tickets table).
+_TICKET_FEATURES: list[str] = [
     "tickets_available",
     "complaints_90d",
     "feature_requests_90d",
@@ -112,6 +112,11 @@ NUMERIC_FEATURES: list[str] = [
     "feature_requests_per_month",
     "howto_per_month",
     "bugs_per_month",
+]
+
+NUMERIC_FEATURES: list[str] = [
+    *_USAGE_FEATURES,
+    *_TICKET_FEATURES,
     "n_payment_failures",
     "n_payment_failures_90d",
     "n_payment_recoveries",
@@ -204,21 +209,7 @@ def _usage_features(eps: pd.DataFrame, usage: pd.DataFrame | None) -> pd.DataFra
 
 
 def _ticket_features(eps: pd.DataFrame, tickets: pd.DataFrame | None) -> pd.DataFrame:
-    cols = [
-        "tickets_available",
-        "complaints_90d",
-        "feature_requests_90d",
-        "bugs_90d",
-        "billing_tickets_90d",
-        "howto_tickets_90d",
-        "tickets_spell",
-        "csat_mean",
-        "complaints_per_month",
-        "feature_requests_per_month",
-        "howto_per_month",
-        "bugs_per_month",
-    ]
-    out = pd.DataFrame(0.0, index=eps.index, columns=cols)
+    out = pd.DataFrame(0.0, index=eps.index, columns=_TICKET_FEATURES)
     out["csat_mean"] = 3.0
     if tickets is None or eps.empty:
         return out
