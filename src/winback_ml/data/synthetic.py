@@ -1187,8 +1187,7 @@ def _assemble(sim: _Sim, rounds: list, seed: int) -> World:
         r[0]["ev"] = None
 
     # ---------------------------------------------------------------- usage
-    usage = _usage(sim, ep_cust, ep_start, ep_end, cust_ids)
-    usage = _switch_traces(sim, seed, usage, ep_cust, ep_reason, ep_req, ep_end, cust_ids)
+    usage = _usage(sim, ep_cust, ep_start, ep_end, cust_ids, (seed, ep_reason, ep_req))
 
     # ---------------------------------------------------------------- tickets
     fails = [r[0]["fail"] for r in rounds]
@@ -1336,9 +1335,25 @@ def _refunds(
 
 
 def _usage(
-    sim: _Sim, ep_cust: np.ndarray, ep_start: np.ndarray, ep_end: np.ndarray, cust_ids: np.ndarray
+    sim: _Sim,
+    ep_cust: np.ndarray,
+    ep_start: np.ndarray,
+    ep_end: np.ndarray,
+    cust_ids: np.ndarray,
+    switch: tuple[int, np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
+    """Weekly usage rows of every episode; ``switch = (seed, reason, request)`` adds the
+    switchers' drop (see :func:`_switch_thin`)."""
     E, P, rng = sim.E, sim.P, sim.rng
+    keep = float(P["switched_usage_keep"])
+    if switch is not None and keep < 1.0:
+        seed, ep_reason, ep_req = switch
+        sw_req = np.where(
+            (ep_reason == _R["switched_service"]) & (ep_req >= 0), ep_req, np.iinfo(np.int64).max
+        )
+        sw_rng = np.random.default_rng([int(seed), 2])
+    else:
+        sw_req = None
     week = 7 * DAY
     # 1970-01-05 was a Monday
     mon0 = 4 * DAY
@@ -1368,6 +1383,8 @@ def _usage(
         ws = first[rep] + off * week
         cidx = ep_cust[rep]
         months = (ws - ep_start[rep]) / (30.436875 * DAY)
+        # weeks that overlap the time after a switcher's cancel request (rows stop at the end)
+        after_switch = None if sw_req is None else np.flatnonzero(ws + week > sw_req[rep])
         del rep, off
         e = sim.L["engagement0"][cidx] * np.exp(-sim.L["engagement_decay"][cidx] * months)
         del months
@@ -1382,6 +1399,8 @@ def _usage(
         col_s[sl] = sessions
         col_w[sl] = _ts(ws)
         col_c[sl] = cust_ids[cidx]
+        if after_switch is not None and len(after_switch):
+            _switch_thin(sw_rng, keep, pos + after_switch, col_s, col_m, col_f)
         pos += tot
     return pd.DataFrame(
         {
@@ -1455,58 +1474,31 @@ def _tickets(
     )
 
 
-def _switch_traces(
-    sim: _Sim,
-    seed: int,
-    usage: pd.DataFrame,
-    ep_cust: np.ndarray,
-    ep_reason: np.ndarray,
-    ep_req: np.ndarray,
-    ep_end: np.ndarray,
-    cust_ids: np.ndarray,
-) -> pd.DataFrame:
-    """Thin the usage of customers who switched, from their cancel request on.
+def _switch_thin(
+    rng: np.random.Generator,
+    keep: float,
+    rows: np.ndarray,
+    sessions: np.ndarray,
+    minutes: np.ndarray,
+    features: np.ndarray,
+) -> None:
+    """Thin, in place, the usage ``rows`` of customers who switched, from their cancel request on.
 
     A customer leaving for a competitor has moved their work by the time they
-    ask to cancel: each session of a week starting at or after the request is
-    kept with probability ``switched_usage_keep`` (minutes and features used
-    scale with the kept sessions). Drawn from a child random stream
-    (``[seed, 2]``) so the rest of the world does not depend on it. The
-    request is observable in the events when this shows, so the truth's
-    ``p_churn`` (which knows a request made by ``as_of``) stays exact.
+    ask to cancel: each session of a week overlapping the time after the
+    request is kept with probability ``switched_usage_keep``; minutes and
+    features used scale with the kept sessions. Drawn from a child random
+    stream (``[seed, 2]``, after the main draws of the same rows) so the rest
+    of the world does not depend on it. The request is observable in the
+    events when this shows, so the truth's ``p_churn`` (which knows a request
+    made by ``as_of``) stays exact.
     """
-    keep = float(sim.P["switched_usage_keep"])
-    sw = np.where((ep_reason == _R["switched_service"]) & (ep_req >= 0))[0]
-    if keep >= 1.0 or not len(sw) or usage.empty:
-        return usage
-    rng = np.random.default_rng([int(seed), 2])
-    # the switched episode's request and end, looked up by customer and week
-    cidx = pd.Index(cust_ids).get_indexer(usage["customer_id"].to_numpy())
-    ws = usage["week_start"].to_numpy("datetime64[ns]").astype(np.int64) // 10**9
-    hit = np.zeros(len(usage), dtype=bool)
-    # only the switchers' rows are grouped (usage has ~60 rows a customer: 45 M at 1M customers)
-    sel = np.flatnonzero(np.isin(cidx, np.unique(ep_cust[sw])))
-    by_c = {c: sel[pos] for c, pos in pd.Series(sel).groupby(cidx[sel]).indices.items()}
-    for e in sw.tolist():
-        rows = by_c.get(int(ep_cust[e]))
-        if rows is None:
-            continue
-        stop = ep_end[e] if ep_end[e] >= 0 else np.iinfo(np.int64).max
-        w = ws[rows]
-        hit[rows[(w + 7 * DAY > ep_req[e]) & (w < stop)]] = True
-    if not hit.any():
-        return usage
-    idx = np.where(hit)[0]
-    s_old = usage["sessions"].to_numpy()[idx]
+    s_old = sessions[rows]
     s_new = rng.binomial(s_old, keep)
     ratio = np.where(s_old > 0, s_new / np.maximum(s_old, 1), 0.0)
-    usage = usage.copy()
-    usage.loc[idx, "sessions"] = s_new
-    usage.loc[idx, "active_minutes"] = np.round(usage["active_minutes"].to_numpy()[idx] * ratio, 1)
-    usage.loc[idx, "features_used"] = np.minimum(
-        rng.binomial(usage["features_used"].to_numpy()[idx], ratio), s_new
-    )
-    return usage
+    sessions[rows] = s_new
+    minutes[rows] = np.round(minutes[rows] * ratio, 1)
+    features[rows] = np.minimum(rng.binomial(features[rows], ratio), s_new)
 
 
 def _reason_tickets(
