@@ -18,6 +18,7 @@ Invariants
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import re
@@ -47,6 +48,9 @@ __all__ = [
     "detail_tokens",
     "check_normalized",
     "monthly_mrr",
+    "timestamped_hmac",
+    "parse_signature_stamp",
+    "signature_matches",
 ]
 
 #: Provider names accepted by :func:`winback_ml.intake.normalize` and the CLI.
@@ -523,3 +527,33 @@ def check_normalized(n: Normalized, now: datetime | None = None) -> Normalized:
                     "the future: implausible. Fix: check the timestamp unit."
                 )
     return n
+
+
+# ----------------------------------------------------------------- timestamped HMAC signatures
+def timestamped_hmac(secret: str, stamp: int | str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``"{stamp}.{raw body}"``: the scheme of Stripe and Recurly webhooks."""
+    return hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def parse_signature_stamp(text: str) -> int | None:
+    """A signature header's timestamp, or None unless it is 1-16 ASCII digits.
+
+    ``str.isdigit``/``int`` also read '²', '١٢' or '+12', and a huge value
+    overflows the float arithmetic of a replay check: a forged header must be a
+    signature error, not an internal one.
+    """
+    text = text.strip()
+    ok = text.isascii() and text.isdigit() and len(text) <= 16
+    return int(text) if ok else None
+
+
+def signature_matches(expected_hex: str, candidates: list[str]) -> bool:
+    """True when one candidate equals ``expected_hex`` (constant-time, case-insensitive).
+
+    Compares bytes: ``hmac.compare_digest`` raises TypeError on non-ASCII str.
+    """
+    want = expected_hex.lower().encode()
+    return any(
+        hmac.compare_digest(want, c.strip().lower().encode("utf-8", "surrogateescape"))
+        for c in candidates
+    )

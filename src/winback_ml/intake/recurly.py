@@ -26,8 +26,6 @@ Intent versus end: ``canceled`` is an intent (access continues to
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from typing import Any
 
@@ -40,7 +38,10 @@ from winback_ml.intake._common import (
     monthly_mrr,
     opt,
     parse_json_body,
+    parse_signature_stamp,
     require,
+    signature_matches,
+    timestamped_hmac,
 )
 from winback_ml.intake.reasons import RECURLY_EXPIRATION_REASONS, reason_from_text
 
@@ -62,8 +63,7 @@ def sign_recurly_payload(body: bytes, secret: str, timestamp_ms: int | None = No
     notification into the envelope sends with the envelope it posts (for tests and tools).
     """
     t = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"{t},{mac}"
+    return f"{t},{timestamped_hmac(secret, t, body)}"
 
 
 def verify_recurly_signature(
@@ -96,19 +96,12 @@ def verify_recurly_signature(
             "endpoint's secret key."
         )
     parts = [p.strip() for p in header.split(",")]
-    # ASCII digits only, at most 16 (a ms timestamp has 13): str.isdigit() also accepts
-    # '²' or '١', and a huge number overflows the float arithmetic below (a 500, not a 401)
-    stamp = parts[0]
-    if (
-        len(parts) < 2
-        or not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 16)
-        or not all(parts[1:])
-    ):
+    ts = parse_signature_stamp(parts[0])  # a ms timestamp has 13 digits
+    if len(parts) < 2 or ts is None or not all(parts[1:]):
         raise SignatureError(
             "recurly: recurly-signature header must be '<unix timestamp>,<hex signature>"
             "[,<hex signature>]'."
         )
-    ts = int(parts[0])
     seconds = ts / 1000 if ts >= 10**11 else float(ts)
     now = time.time() if now is None else now
     if tolerance and abs(now - seconds) > tolerance:
@@ -117,12 +110,7 @@ def verify_recurly_signature(
             f"within {tolerance} s (replay protection). Fix: check the server clock or resend "
             "the notification."
         )
-    expected = hmac.new(secret.encode(), f"{parts[0]}.".encode() + body, hashlib.sha256)
-    expected_hex = expected.hexdigest().encode()
-    if not any(
-        hmac.compare_digest(expected_hex, s.lower().encode("utf-8", "surrogateescape"))
-        for s in parts[1:]
-    ):
+    if not signature_matches(timestamped_hmac(secret, parts[0], body), parts[1:]):
         raise SignatureError(
             "recurly: signature mismatch: no signature equals HMAC-SHA256 of the body with the "
             "configured secret. Fix: use the endpoint's secret key and the raw body."

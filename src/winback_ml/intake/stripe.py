@@ -30,8 +30,6 @@ A cancel intent (``cancel_at_period_end: true``) is never an end of service.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from typing import Any
 
@@ -45,7 +43,10 @@ from winback_ml.intake._common import (
     monthly_mrr,
     opt,
     parse_json_body,
+    parse_signature_stamp,
     require,
+    signature_matches,
+    timestamped_hmac,
 )
 from winback_ml.intake.reasons import STRIPE_FEEDBACK, STRIPE_REASONS
 
@@ -138,8 +139,7 @@ _STATUS = {
 def sign_stripe_payload(body: bytes, secret: str, timestamp: int | None = None) -> str:
     """The ``Stripe-Signature`` header Stripe would send for ``body`` (for tests and tools)."""
     t = int(time.time()) if timestamp is None else int(timestamp)
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    return f"t={t},v1={timestamped_hmac(secret, t, body)}"
 
 
 def verify_stripe_signature(
@@ -172,10 +172,7 @@ def verify_stripe_signature(
     for part in header.split(","):
         k, _, v = part.strip().partition("=")
         if k == "t":
-            # ASCII digits, at most 16: int() also reads '١٢' or '+12', and a huge value
-            # overflows the float arithmetic below (an internal error, not a signature one)
-            v = v.strip()
-            ts = int(v) if v.isascii() and v.isdigit() and len(v) <= 16 else None
+            ts = parse_signature_stamp(v)
         elif k == "v1":
             sigs.append(v)
     if ts is None:
@@ -188,13 +185,7 @@ def verify_stripe_signature(
             f"stripe: signature timestamp {ts} is {abs(now - ts):.0f} s from now; expected within "
             f"{tolerance} s (replay protection). Fix: check the server clock or resend the event."
         )
-    expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).digest()
-    # compare bytes: compare_digest raises TypeError on non-ASCII str (a forged header
-    # must be a signature error, not an internal one)
-    expected_hex = expected.hex().encode()
-    if not any(
-        hmac.compare_digest(expected_hex, s.encode("utf-8", "surrogateescape")) for s in sigs
-    ):
+    if not signature_matches(timestamped_hmac(secret, ts, body), sigs):
         raise SignatureError(
             "stripe: signature mismatch: no v1 signature equals HMAC-SHA256 of the body with the "
             "configured secret. Fix: use the endpoint's signing secret (whsec_...) and the raw body."
