@@ -381,3 +381,27 @@ def test_receiver_auth_config_errors_and_environment(monkeypatch) -> None:
         monkeypatch.setenv(k, v)
     app = create_app(IntakeLedger("sqlite:///:memory:"))
     assert app.state.auth.csv_token == "t1"
+
+
+@pytest.mark.parametrize("provider", ["chargebee", "recurly", "google", "csv"])
+def test_secrets_mounted_from_files_keep_working_despite_their_trailing_line_break(
+    tmp_path, provider
+) -> None:
+    # `--env-file`, Kubernetes secrets and `echo secret > file` leave "\n" (or "\r\n") at the end;
+    # the provider signs with the secret itself, so the line break must not become part of it
+    from winback_ml.intake.auth import ENV_VARS
+
+    env = {ENV_VARS[k]: v + ("\r\n" if i % 2 else "\n") for i, (k, v) in enumerate(SECRETS.items())}
+    auth = ReceiverAuth.from_env(env)
+    assert auth.recurly_secret == SECRETS["recurly_secret"]
+    assert auth.chargebee_password == SECRETS["chargebee_password"]
+    led = IntakeLedger(f"sqlite:///{tmp_path}/nl.db")
+    body = _cancellations()[provider]
+    with TestClient(create_app(led, auth=auth)) as c:
+        path, headers = _genuine(provider, body)
+        assert c.post(path, content=body, headers=headers).status_code == 200
+        forged_path, forged_headers = _forgeries(provider, body)[1]
+        assert c.post(forged_path, content=body, headers=forged_headers).status_code == 401
+    # only line breaks go: a space at the end may be part of a password on purpose
+    spaced = ReceiverAuth.from_env({ENV_VARS["csv_token"]: "tok \n"})
+    assert spaced.csv_token == "tok "

@@ -203,16 +203,18 @@ def serve(
 
     import uvicorn
 
-    from winback_ml.intake.auth import ReceiverAuth
+    from winback_ml.intake.auth import ReceiverAuth, env_value
     from winback_ml.intake.receiver import create_app
 
     auth = ReceiverAuth.from_env()
     if allow_unauthenticated:
         allowed = set(auth.allow_unauthenticated) | set(allow_unauthenticated)
         auth = dataclasses.replace(auth, allow_unauthenticated=allowed)
-    led = _ledger(
-        store, apple_root, stripe_secret or os.environ.get("WINBACK_STRIPE_WEBHOOK_SECRET")
+    # a secret mounted from a file keeps its trailing line break; Stripe never signs with one
+    secret = (stripe_secret or env_value(os.environ, "WINBACK_STRIPE_WEBHOOK_SECRET")).rstrip(
+        "\r\n"
     )
+    led = _ledger(store, apple_root, secret or None)
     app = create_app(led, auth=auth)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 

@@ -45,7 +45,7 @@ from typing import Any
 from winback_ml.exceptions import ConfigError, SignatureError
 from winback_ml.intake._common import PROVIDERS
 
-__all__ = ["ReceiverAuth", "Refusal", "check_request", "check_body", "ENV_VARS"]
+__all__ = ["ReceiverAuth", "Refusal", "check_request", "check_body", "ENV_VARS", "env_value"]
 
 #: environment variable of each setting read by :meth:`ReceiverAuth.from_env`
 ENV_VARS: dict[str, str] = {
@@ -78,6 +78,14 @@ _FIX = {
     "google": "set WINBACK_GOOGLE_PUSH_TOKEN and push to /webhooks/google?token=<it> / ReceiverAuth(google_token=...)",
     "csv": "set WINBACK_CSV_UPLOAD_TOKEN and send 'Authorization: Bearer <it>' / ReceiverAuth(csv_token=...)",
 }
+
+
+def env_value(environ: Mapping[str, str], name: str) -> str:
+    """``environ[name]`` without a trailing line break (``""`` when unset).
+
+    Only ``\\r`` and ``\\n`` are dropped: a secret may end in a space on purpose.
+    """
+    return environ.get(name, "").rstrip("\r\n")
 
 
 @dataclass(frozen=True)
@@ -188,11 +196,16 @@ class ReceiverAuth:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReceiverAuth:
-        """Read the settings from the environment (:data:`ENV_VARS`); unset or empty is None."""
+        """Read the settings from the environment (:data:`ENV_VARS`); unset or empty is None.
+
+        A trailing line break is dropped from every value: secrets mounted from files
+        (``--env-file``, Kubernetes secrets, ``echo`` into a file) usually end with one, and a
+        secret that carries it would never match what the provider signs with.
+        """
         env = os.environ if environ is None else environ
         kw: dict[str, Any] = {}
         for name, var in ENV_VARS.items():
-            v = env.get(var, "")
+            v = env_value(env, var)
             if name == "allow_unauthenticated":
                 kw[name] = [p for p in (s.strip() for s in v.split(",")) if p]
             elif v:
