@@ -378,6 +378,39 @@ def test_failure_record_masks_url_passwords(tmp_path: Path) -> None:
     assert leaks == []  # manifest, report, notebook and its HTML copy
 
 
+def test_no_password_on_disk_while_a_step_runs(tmp_path: Path) -> None:
+    # papermill saves the executed copy while the step runs (at the start and around each
+    # cell): a step killed half-way must not leave the injected password behind. The step
+    # reads its own saved copy mid-run and records what it found.
+    nb = json.loads((FIX / "broken_step.ipynb").read_text())
+    nb["cells"][1]["source"] = (
+        'data: str = "sample"  # folder or URL of the contract tables\n'
+        'output_dir: str = "out"  # where this step writes\n'
+        'run_id: str = ""  # id of the run'
+    )
+    nb["cells"][2]["source"] = 'print("connecting to", data)'
+    nb["cells"][3]["source"] = (
+        "import pathlib\n"
+        'saved = (pathlib.Path(output_dir) / "notebooks" / "b.ipynb").read_text()\n'
+        'found = {"parameter": "app:***@db" in saved, "secret": "s3" + "cret" in saved}\n'
+        '(pathlib.Path(output_dir) / "mid_step.json").write_text(str(found))'
+    )
+    nb["cells"][4]["source"] = "found"
+    (tmp_path / "watch.ipynb").write_text(json.dumps(nb))
+    p = tmp_path / "pl.yaml"
+    p.write_text("name: w\nsteps:\n - {name: b, notebook: watch.ipynb}\n")
+    url = "postgresql+psycopg://app:s3cret@db/x"
+    plan = plan_run(p, {"data": url}, runs_dir=tmp_path / "runs", run_id="r", check_data=False)
+    m = execute_plan(plan, progress=False, report=False)
+    assert m["status"] == "ok"
+    run_dir = tmp_path / "runs" / "w" / "r"
+    # mid-step, the saved copy already held the (masked) parameter and the printed URL
+    assert (run_dir / "mid_step.json").read_text() == "{'parameter': True, 'secret': False}"
+    saved = json.loads((run_dir / "notebooks" / "b.ipynb").read_text())
+    assert saved["metadata"]["papermill"]["parameters"]["data"].endswith("app:***@db/x")
+    assert not list(run_dir.rglob("*.tmp"))  # every save was replaced atomically
+
+
 def test_mask_notebook_rewrites_only_what_holds_a_password(tmp_path: Path) -> None:
     from winback_ml.pipelines.runner import mask_notebook
 

@@ -27,8 +27,9 @@ URL password is kept in a run's records: the manifest, the failure records
 and the executed notebooks (the injected parameters, every cell's source and
 outputs, tracebacks included, and the notebook metadata) show
 ``scheme://user:***@`` (:func:`redact`, :func:`mask_notebook`). Papermill
-saves the notebook while a step runs; it is masked as soon as the step ends
-(ok or failed), before the next step starts and before the report is rendered.
+saves the notebook while a step runs: every save goes through a masking
+writer (:class:`_MaskingWriter`), so not even a step killed half-way leaves the
+password on disk; the saved copy is masked once more when the step ends.
 """
 
 from __future__ import annotations
@@ -147,6 +148,52 @@ def mask_notebook(path: str | Path) -> bool:
     tmp.write_text(json.dumps(masked, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return True
+
+
+#: Prefix of the output paths handed to papermill: its saves go through :class:`_MaskingWriter`.
+MASKED_SCHEME = "winback-masked://"
+
+
+class _MaskingWriter:
+    """A papermill I/O handler that masks URL passwords before a notebook reaches the disk.
+
+    Papermill saves the executed notebook when it starts, around every cell and
+    every 30 s while a cell runs; each save goes through :meth:`write`, so not
+    even a step killed half-way (``kill -9``, a machine that dies) leaves the
+    injected password on disk. Paths are ``winback-masked://<absolute path>``.
+    """
+
+    @staticmethod
+    def _path(path: str) -> Path:
+        return Path(path[len(MASKED_SCHEME) :])
+
+    def read(self, path: str) -> str:
+        return self._path(path).read_text(encoding="utf-8")
+
+    def listdir(self, path: str) -> list[str]:
+        return [MASKED_SCHEME + str(p) for p in self._path(path).iterdir()]
+
+    def write(self, buf: str, path: str) -> None:
+        target = self._path(path)
+        try:
+            text = json.dumps(redact(json.loads(buf)), indent=1, ensure_ascii=False) + "\n"
+        except ValueError:  # not JSON: mask it as text
+            text = redact(buf)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+
+    def pretty_path(self, path: str) -> str:
+        return str(self._path(path))
+
+
+def _masked_output(path: Path) -> str:
+    """``path`` as a papermill output that is masked on every save (registers the handler once)."""
+    from papermill.iorw import papermill_io
+
+    if not any(scheme == MASKED_SCHEME for scheme, _ in papermill_io._handlers):
+        papermill_io.register(MASKED_SCHEME, _MaskingWriter())
+    return MASKED_SCHEME + str(Path(path).resolve())
 
 
 @dataclass
@@ -560,7 +607,7 @@ def execute_plan(
             with _KernelEnv(env):
                 pm.execute_notebook(
                     str(s.notebook),
-                    str(out_nb),
+                    _masked_output(out_nb),  # every save masked: no password on disk mid-step
                     parameters=plan.step_parameters[s.name],
                     kernel_name=kernel_name,
                     progress_bar=False,
