@@ -37,26 +37,90 @@ from pathlib import Path
 
 import numpy as np
 
+import winback_ml.cohort.reasons as reasons_mod
 from winback_ml.cohort.playbook import playbook_policy
+from winback_ml.cohort.reasons import LABEL_NOISE, ReasonClassifier
 from winback_ml.config import load_config
 from winback_ml.data.synthetic import make_world
 from winback_ml.scoring import BLANKET_OFFER, _first_consented, build_plan, policy_frame
 
-__all__ = ["run_seed", "decompose", "main"]
+__all__ = ["LEVERS", "reason_quality", "run_seed", "decompose", "levers", "main"]
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_policy.json"
 
 
+#: Reason-probability levers of ``--levers`` (each row adds one to the previous row).
+LEVERS: dict[str, dict] = {
+    "before (stated labels, wide request window, no evidence)": {
+        "trace": False,
+        "label_noise": 0.0,
+        "evidence": (),
+    },
+    "+ request-trace features": {"trace": True, "label_noise": 0.0, "evidence": ()},
+    "+ label-noise EM": {"trace": True, "label_noise": LABEL_NOISE, "evidence": ()},
+    "+ days lapsed": {"trace": True, "label_noise": LABEL_NOISE, "evidence": ("days_lapsed",)},
+    "+ interviews (the product)": {
+        "trace": True,
+        "label_noise": LABEL_NOISE,
+        "evidence": ("days_lapsed", "interviews"),
+    },
+}
+
+
+def reason_quality(w, plan) -> dict:
+    """Top-1 accuracy and log loss of the cohort's inferred reason probabilities vs the truth.
+
+    Rows: cohort members whose reason the classifier inferred (not stated, not
+    the unrecovered-payment rule); probabilities as the response model reads
+    them (after :func:`~winback_ml.models.uplift_offer.refine_with_evidence`).
+    """
+    from winback_ml.models.uplift_offer import REASONS
+
+    coh, F = plan.cohort, plan.features
+    m = (coh["reason_source"] == "inferred").to_numpy() & ~coh[
+        "unrecovered_payment_failure"
+    ].astype(bool).to_numpy()
+    if not m.any():
+        return {"n": 0}
+    true = np.asarray(w.truth.true_reason(coh["customer_id"].to_numpy(), w.end), dtype=object)[m]
+    P = F[[f"p_{r}" for r in REASONS]].to_numpy(float)[m]
+    idx = np.array([REASONS.index(r) for r in true])
+    p_true = np.clip(P[np.arange(len(idx)), idx], 1e-6, 1.0)
+    return {
+        "n": int(m.sum()),
+        "accuracy": round(float(np.mean(np.argmax(P, axis=1) == idx)), 4),
+        "log_loss": round(float(-np.mean(np.log(p_true))), 4),
+    }
+
+
 def run_seed(
-    seed: int, customers: int, config: dict | None = None, decompose_gap: bool = False
+    seed: int,
+    customers: int,
+    config: dict | None = None,
+    decompose_gap: bool = False,
+    lever: dict | None = None,
+    world=None,
 ) -> dict:
     """One world: the four policies' exact expected incremental profit and the ratios."""
     cfg = load_config(config)
     t0 = time.perf_counter()
-    w = make_world(customers, seed)
+    w = make_world(customers, seed) if world is None else world
     t_world = time.perf_counter() - t0
     t0 = time.perf_counter()
-    plan = build_plan(w.tables, w.end, cfg)
+    lever = lever or LEVERS["+ interviews (the product)"]
+    saved = list(reasons_mod.NUMERIC_FEATURES)
+    if not lever["trace"]:  # ablation only: the classifier without the request-trace columns
+        reasons_mod.NUMERIC_FEATURES[:] = [c for c in saved if not c.endswith("_trace")]
+    try:
+        plan = build_plan(
+            w.tables,
+            w.end,
+            cfg,
+            reason_classifier=ReasonClassifier(label_noise=lever["label_noise"]),
+            reason_evidence=lever["evidence"],
+        )
+    finally:
+        reasons_mod.NUMERIC_FEATURES[:] = saved
     t_plan = time.perf_counter() - t0
     T, as_of, coh = w.truth, w.end, plan.cohort
     ids = coh["customer_id"].to_numpy()
@@ -77,6 +141,7 @@ def run_seed(
         "seed": seed,
         "customers": customers,
         "lapsed_scored": int(len(coh)),
+        "inferred_reasons": reason_quality(w, plan),
         "contacted": int(tg["contact"].sum()),
         "oracle_contacted": int(oracle["contact"].sum()),
         "profit": {
@@ -203,13 +268,47 @@ def decompose(w, plan, cfg) -> dict[str, float]:
     return out
 
 
+def levers(seed: int, customers: int) -> dict[str, dict]:
+    """Policy / oracle and inferred-reason quality with the levers of :data:`LEVERS` added in turn."""
+    w = make_world(customers, seed)
+    out = {}
+    for name, lv in LEVERS.items():
+        r = run_seed(seed, customers, lever=lv, world=w)
+        out[name] = {**r["inferred_reasons"], **r["ratios"]}
+        print(f"seed {seed} {name}: {out[name]}", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--customers", type=int, default=20000)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--decompose", action="store_true", help="also swap in true inputs")
+    ap.add_argument(
+        "--levers", action="store_true", help="the reason levers one at a time (LEVERS) instead"
+    )
     a = ap.parse_args(argv)
+    if a.levers:
+        res_l = {
+            "benchmark": "bench_policy_levers",
+            "customers": a.customers,
+            "levers": {str(s): levers(s, a.customers) for s in a.seeds},
+            "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        names = list(LEVERS)
+        res_l["mean"] = {
+            n: {
+                k: round(float(np.mean([res_l["levers"][str(s)][n][k] for s in a.seeds])), 4)
+                for k in ("accuracy", "log_loss", "policy_over_oracle", "policy_over_playbook")
+            }
+            for n in names
+        }
+        for n in names:
+            print(f"mean {n}: {res_l['mean'][n]}")
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res_l, indent=1))
+        return res_l
     runs = []
     for s in a.seeds:
         r = run_seed(s, a.customers, decompose_gap=a.decompose)

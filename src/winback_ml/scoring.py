@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from winback_ml.cohort.reasons import REASON_EVIDENCE
 from winback_ml.config import BusinessConfig, Offer, load_config
 from winback_ml.exceptions import ConfigError, WinbackError
 
@@ -166,6 +167,8 @@ def build_plan(
     config: BusinessConfig | dict | str | None = None,
     *,
     return_model: str = "kaplan_meier",
+    reason_classifier: Any = None,
+    reason_evidence: tuple[str, ...] = REASON_EVIDENCE,
 ) -> Plan:
     """Steps 1-7 of the module docstring, in memory: the ranked targets and the models behind them.
 
@@ -175,6 +178,12 @@ def build_plan(
     as_of : the run date (default: the data's latest timestamp)
     config : business config (path, dict or BusinessConfig)
     return_model : ``"kaplan_meier"`` (by reason) or ``"weibull_cure"`` (features)
+    reason_classifier : an unfitted ReasonClassifier as the template of every reason fit
+        (default settings when None)
+    reason_evidence : what refines the inferred reasons of the response model's inputs
+        (:data:`REASON_EVIDENCE`): ``"days_lapsed"`` (still away after so many days,
+        :class:`~winback_ml.cohort.reasons.ReasonReturnCurves`) and ``"interviews"``
+        (trusted interview answers, :class:`~winback_ml.cohort.reasons.InterviewReasonModel`)
     """
     from winback_ml.cohort import build_lapse_episodes
     from winback_ml.cohort.lapsed import build_lapsed_cohort
@@ -195,7 +204,14 @@ def build_plan(
     eps = build_lapse_episodes(cd, T)
     feats = reason_features(cd, eps, T)
     cohort = build_lapsed_cohort(cd, T, window_days=cfg.lapsed_window_days)
-    reasons = infer_reasons(cd, cohort, T, episodes=eps, features=feats)
+    bad = sorted(set(reason_evidence) - set(REASON_EVIDENCE))
+    if bad:
+        raise ConfigError(
+            f"reason_evidence must be a subset of {list(REASON_EVIDENCE)}. Got {bad}."
+        )
+    reasons = infer_reasons(
+        cd, cohort, T, classifier=reason_classifier, episodes=eps, features=feats
+    )
     clf = reasons.attrs.get("classifier")
     for s in reasons.attrs.get("missing_signals", []):
         notes.append(f"optional table {s!r} absent: reasons and segments use the other signals.")
@@ -263,6 +279,7 @@ def build_plan(
         offer_features,
         offer_training_frame,
         reason_posterior,
+        refine_with_evidence,
     )
 
     arm_table = None
@@ -274,6 +291,22 @@ def build_plan(
         # stated reasons weighed against the behaviour (a stated reason is wrong now and then)
         fx = feats.drop_duplicates("lapse_id").set_index("lapse_id")
         post = reason_posterior(reasons, clf, fx.loc[cohort["lapse_id"].to_numpy()])
+        # inferred reasons weighed with what came after the lapse: still away, interview answers
+        post = refine_with_evidence(
+            cd,
+            eps,
+            post,
+            cohort[["customer_id", "ended_at"]],
+            T,
+            cohort["days_lapsed"],
+            T,
+            reason_evidence,
+        )
+        if post.attrs.get("refined"):
+            notes.append(
+                f"inferred reasons of {post.attrs['refined']} customers refined with "
+                f"{' and '.join(reason_evidence)} (reason_evidence)."
+            )
         F = offer_features(cohort, post, behaviour=behaviour_rows(feats, cohort))
     if outcomes is None:
         notes.append(
@@ -289,7 +322,13 @@ def build_plan(
         # reasons of past assignments as known then (classifiers refitted per quarter on
         # the lapses stated before it), never the run date's classifier
         tf = offer_training_frame(
-            cd, T, cfg.attribution_window_days, episodes=eps, reason_classifier=clf, features=feats
+            cd,
+            T,
+            cfg.attribution_window_days,
+            episodes=eps,
+            reason_classifier=reason_classifier if reason_classifier is not None else clf,
+            features=feats,
+            reason_evidence=reason_evidence,
         )
         if len(tf):
             p0_tr = base.predict(tf, tf, cfg.attribution_window_days, at_days_lapsed=True)

@@ -56,6 +56,7 @@ from winback_ml.exceptions import LeakageError, ModelError, NotFittedError
 
 __all__ = [
     "REASONS",
+    "LABEL_NOISE",
     "NUMERIC_FEATURES",
     "CATEGORICAL_FEATURES",
     "TEXT_FEATURE",
@@ -65,10 +66,21 @@ __all__ = [
     "reason_training_set",
     "infer_reasons",
     "evaluate_reasons",
+    "ReasonReturnCurves",
+    "InterviewReasonModel",
+    "INTERVIEW_TEXT_COLUMNS",
+    "MIN_INTERVIEW_QUALITY",
+    "refine_reasons",
+    "REASON_EVIDENCE",
 ]
 
 #: The reasons a classifier may predict (canonical, without ``unknown``).
 REASONS: tuple[str, ...] = tuple(r for r in CANCEL_REASONS if r != "unknown")
+
+#: Prior share of stated voluntary reasons that are wrong (cancel-flow answers are quick
+#: clicks; a wrong one is most often ``other``): the default ``label_noise`` of
+#: :class:`ReasonClassifier`.
+LABEL_NOISE = 0.10
 
 #: Usage-derived features (zeros when there is no usage table).
 _USAGE_FEATURES: list[str] = [
@@ -96,6 +108,7 @@ _REQUEST_FEATURES: list[str] = [
     "sessions_after_request",
     "request_usage_drop",
     "weeks_after_request",
+    *[f"{k}_trace" for k in ("complaint", "feature_request", "bug", "howto", "billing")],
 ]
 
 #: Ticket-derived features (zeros, CSAT 3, when there is no tickets table).
@@ -261,6 +274,11 @@ def _request_features(
     usage compares complete weeks after the anchor with the 4 weeks before it
     (``request_usage_drop`` = log1p(after) - log1p(before); 0 without a week
     after). Only rows dated at or before each lapse's end are read.
+
+    ``<category>_trace`` is 1 when a ticket of that category was opened
+    within a day after a *recorded* request (and by the end): the mark a
+    cancellation leaves at the moment it is made, which the wider window
+    above mixes with the customer's ordinary ticket rate.
     """
     out = pd.DataFrame(0.0, index=eps.index, columns=_REQUEST_FEATURES)
     if eps.empty:
@@ -285,6 +303,12 @@ def _request_features(
         out["complaints_at_request"] = a["complaint"]
         for cat, name in cats.items():
             out[f"{name}_at_request"] = a[cat]
+        if req is not None:
+            r_hi = (req + _DAY).where(req + _DAY <= end, end)
+            b = tl.sums(ids, req.to_numpy(), r_hi.to_numpy(), names)  # NaT (no request): 0
+            out["complaint_trace"] = (b["complaint"] > 0).astype(float)
+            for cat in cats:
+                out[f"{'howto' if cat == 'how_to' else cat}_trace"] = (b[cat] > 0).astype(float)
     if usage is not None and not usage.empty:
         tl = Timeline(usage, "week_start", ["sessions"])
         start = eps["spell_start"].fillna(eps["started_at"])
@@ -478,6 +502,21 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
     tol : float
         Stopping tolerance of the solver (1e-3 fits 100k-customer histories in
         seconds with the accuracy of 1e-4).
+    label_noise : float in [0, 1)
+        Prior share of stated (voluntary) reasons that are wrong. The labels
+        are the *stated* reasons, so a plain fit learns P(stated | x); with
+        ``label_noise > 0`` the fit is corrected towards P(true | x) by EM
+        (:meth:`_denoise`): each training row's true reason has the posterior
+        ``P(r | x, stated s) ~ P(r | x) M[r, s]``, with the misreport matrix
+        ``M[r, r] = 1 - label_noise``, a share ``noise_to_other`` of the
+        wrong answers on ``other`` and the rest spread evenly over the other
+        voluntary reasons (``payment_failed`` is recorded by billing, never
+        misreported); the model is refitted on those soft labels
+        (``noise_iter`` times). 0 fits the stated reasons as they are.
+    noise_to_other : float in [0, 1]
+        Share of the wrong answers that land on ``other``.
+    noise_iter : int
+        EM steps (each one refit of the logistic regression).
 
     Attributes
     ----------
@@ -485,6 +524,9 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
     pipeline_ : sklearn Pipeline
     text_used_ : bool
     numeric_features_, categorical_features_ : list of str
+    relabelled_share_ : float
+        Mean posterior probability that a training row's stated reason is
+        wrong (0 without ``label_noise``).
 
     Examples
     --------
@@ -504,6 +546,9 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         class_weight: str | None = None,
         max_iter: int = 2000,
         tol: float = 1e-3,
+        label_noise: float = LABEL_NOISE,
+        noise_to_other: float = 0.5,
+        noise_iter: int = 2,
     ) -> None:
         self.C = C
         self.use_text = use_text
@@ -513,6 +558,9 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.max_iter = max_iter
         self.tol = tol
+        self.label_noise = label_noise
+        self.noise_to_other = noise_to_other
+        self.noise_iter = noise_iter
 
     def _columns(self, X: pd.DataFrame) -> tuple[list[str], list[str]]:
         num = [c for c in NUMERIC_FEATURES if c in X.columns]
@@ -528,6 +576,11 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.pipeline import Pipeline, make_pipeline
         from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+        if not 0.0 <= float(self.label_noise) < 1.0 or not 0.0 <= float(self.noise_to_other) <= 1:
+            raise ModelError(
+                "ReasonClassifier needs 0 <= label_noise < 1 and 0 <= noise_to_other <= 1. Got "
+                f"label_noise={self.label_noise!r}, noise_to_other={self.noise_to_other!r}."
+            )
         if not isinstance(X, pd.DataFrame):
             raise ModelError(
                 "The 'X' parameter of ReasonClassifier.fit must be a DataFrame from "
@@ -611,9 +664,74 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
             vec = self.pipeline_.named_steps["features"].named_transformers_["txt"]
             if hasattr(vec, "stop_words_"):
                 vec.stop_words_ = None
+        self.relabelled_share_ = 0.0
+        if self.label_noise > 0 and self.noise_iter > 0:
+            self._denoise(X, y.to_numpy())
         self.classes_ = self.pipeline_.classes_
         self.n_features_in_ = len(num) + len(cat) + int(self.text_used_)
         return self
+
+    def misreport_matrix(self, classes: Any) -> np.ndarray:
+        """``M[r, s]`` = P(stated ``s`` | true ``r``) over ``classes`` (rows sum to 1).
+
+        See ``label_noise``. A wrong answer goes to ``other`` with share
+        ``noise_to_other`` and evenly to the other voluntary classes with the
+        rest; when ``other`` is not among the classes (or for a true
+        ``other``) it is spread evenly. ``payment_failed`` is never
+        misreported and never the wrong answer.
+        """
+        cls = [str(c) for c in classes]
+        K = len(cls)
+        M = np.zeros((K, K))
+        vol = [i for i, c in enumerate(cls) if c != "payment_failed"]
+        io = cls.index("other") if "other" in cls else -1
+        m = float(self.label_noise)
+        for a in range(K):
+            if a not in vol or len(vol) < 2:
+                M[a, a] = 1.0
+                continue
+            rest = [b for b in vol if b != a]
+            M[a, a] = 1.0 - m
+            if io >= 0 and a != io:
+                M[a, io] += m * self.noise_to_other
+                spread = [b for b in rest if b != io]
+                share = m * (1.0 - self.noise_to_other)
+                if spread:
+                    M[a, spread] += share / len(spread)
+                else:
+                    M[a, io] += share
+            else:
+                M[a, rest] += m / len(rest)
+        return M
+
+    def _denoise(self, X: pd.DataFrame, y: np.ndarray) -> None:
+        """EM on the stated labels: refit on ``P(true r | x, stated s)`` as soft labels.
+
+        The feature transform (scaling, one-hot, TF-IDF vocabulary) stays as
+        fitted on the rows themselves; only the logistic regression is
+        refitted, on each row repeated once per reason with a posterior of at
+        least 1 % (weights = the posterior, renormalised).
+        """
+        feats = self.pipeline_.named_steps["features"]
+        model = self.pipeline_.named_steps["model"]
+        Z = feats.transform(self._prepare(X))
+        if hasattr(Z, "tocsr"):
+            Z = Z.tocsr()
+        cls = np.asarray(model.classes_, dtype=object)
+        col = {c: i for i, c in enumerate(cls)}
+        s_idx = np.array([col[v] for v in y])
+        M = self.misreport_matrix(cls)
+        for _ in range(int(self.noise_iter)):
+            P = np.zeros((len(y), len(cls)))
+            P[:, np.searchsorted(cls, model.classes_)] = model.predict_proba(Z)
+            Q = P * M[:, s_idx].T
+            tot = Q.sum(axis=1, keepdims=True)
+            Q = np.where(tot > 0, Q / np.where(tot > 0, tot, 1.0), np.eye(len(cls))[s_idx])
+            Q = np.where(Q >= 0.01, Q, 0.0)
+            Q /= Q.sum(axis=1, keepdims=True)
+            rows, cols = np.nonzero(Q)
+            model.fit(Z[rows], cls[cols], sample_weight=Q[rows, cols])
+        self.relabelled_share_ = float(np.mean(1.0 - Q[np.arange(len(y)), s_idx]))
 
     def _text(self, X: pd.DataFrame) -> pd.Series | None:
         if self.text_col not in X.columns:
@@ -883,4 +1001,351 @@ def infer_reasons(
         classifier=clf,
         as_of=T,
     )
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# evidence that arrives after the lapse: time away without a return, interview answers
+# ----------------------------------------------------------------------------------------
+def _km_on_grid(dur: np.ndarray, event: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Kaplan-Meier survival at the (day) points of ``grid`` (ties: events before censoring)."""
+    if len(dur) == 0:
+        return np.ones(len(grid))
+    order = np.lexsort((~event, dur))
+    d, e = dur[order], event[order]
+    at_risk = len(d) - np.arange(len(d))
+    s = np.cumprod(np.where(e, 1.0 - 1.0 / at_risk, 1.0))
+    idx = np.searchsorted(d, grid, side="right") - 1
+    return np.where(idx >= 0, s[np.clip(idx, 0, None)], 1.0)
+
+
+class ReasonReturnCurves:
+    """Share of lapses still away ``d`` days after the end, by stated reason.
+
+    Reasons differ in how many come back and how fast (an accidental
+    cancellation is mostly undone within days; a switch to a competitor
+    rarely is). A customer still away after ``d`` days is evidence:
+    ``P(r | x, away after d) ~ P(r | x) S_r(d)`` (:func:`refine_reasons`).
+
+    ``S_r`` is the Kaplan-Meier curve of the time to any return (natural or
+    after a campaign: the cohort lives with the same campaigns) of the lapses
+    with stated reason ``r`` that ended by ``cutoff``; a return after
+    ``cutoff`` is censored at ``cutoff``, so nothing after it is read. A
+    reason with ``n`` lapses is shrunk towards the pooled curve:
+    ``(n S_r + shrink S) / (n + shrink)``; a reason never stated gets the
+    pooled curve (no evidence either way).
+
+    Parameters
+    ----------
+    shrink : float
+        Pseudo-count of the pooled curve in each reason's curve.
+    max_days : int
+        Curves are kept on days ``0 .. max_days`` (later days read the last).
+
+    Attributes
+    ----------
+    curves_ : DataFrame
+        Index days, one column per reason of :data:`REASONS`.
+    n_by_reason_ : dict of reason -> number of lapses
+    cutoff_ : Timestamp
+    """
+
+    def __init__(self, shrink: float = 20.0, max_days: int = 730) -> None:
+        self.shrink = shrink
+        self.max_days = max_days
+
+    def fit(self, episodes: pd.DataFrame, cutoff: Any) -> ReasonReturnCurves:
+        """Fit on lapse episodes (``stated_reason``, ``ended_at``, ``returned_at``) up to ``cutoff``."""
+        require_columns(
+            episodes, ["stated_reason", "ended_at", "returned_at"], "The 'episodes' frame"
+        )
+        if self.shrink < 0 or int(self.max_days) < 1:
+            raise ModelError(
+                f"ReasonReturnCurves needs shrink >= 0 and max_days >= 1. Got shrink={self.shrink!r}"
+                f", max_days={self.max_days!r}."
+            )
+        cut = pd.Timestamp(cutoff)
+        e = episodes[episodes["stated_reason"].isin(REASONS) & (episodes["ended_at"] <= cut)]
+        back = (e["returned_at"].notna() & (e["returned_at"] <= cut)).to_numpy()
+        stop = e["returned_at"].where(back, cut)
+        dur = ((stop - e["ended_at"]) / _DAY).to_numpy(float).clip(min=0.0)
+        grid = np.arange(int(self.max_days) + 1)
+        pooled = _km_on_grid(dur, back, grid)
+        reason = e["stated_reason"].astype(str).to_numpy()
+        cols: dict[str, np.ndarray] = {}
+        self.n_by_reason_ = {}
+        for r in REASONS:
+            m = reason == r
+            n = int(m.sum())
+            self.n_by_reason_[r] = n
+            own = _km_on_grid(dur[m], back[m], grid) if n else pooled
+            cols[r] = (n * own + self.shrink * pooled) / max(n + self.shrink, 1e-12)
+        self.curves_ = pd.DataFrame(cols, index=pd.Index(grid, name="days"))
+        self.cutoff_ = cut
+        return self
+
+    def survival(self, days: Any) -> np.ndarray:
+        """``S_r(d)`` for each ``d`` of ``days``: shape ``(len(days), len(REASONS))``."""
+        if not hasattr(self, "curves_"):
+            raise NotFittedError("ReasonReturnCurves is not fitted yet. Call 'fit' first.")
+        d = np.asarray(days, dtype=float)
+        if np.any(~np.isfinite(d)) or np.any(d < 0):
+            raise ModelError(
+                "days lapsed must be finite and >= 0. Got "
+                f"{d[~np.isfinite(d) | (d < 0)][:3].tolist()}. Compute them as at - ended_at."
+            )
+        i = np.clip(np.floor(d).astype(int), 0, int(self.max_days))
+        return self.curves_.to_numpy()[i]
+
+
+#: Evidence after the lapse that :func:`refine_reasons` can weigh (``days_lapsed``: still away
+#: after so many days; ``interviews``: trusted interview answers).
+REASON_EVIDENCE: tuple[str, ...] = ("days_lapsed", "interviews")
+
+#: Interview answers read by :class:`InterviewReasonModel` (free text: PII, memory only).
+INTERVIEW_TEXT_COLUMNS: tuple[str, ...] = (
+    "q1_cancel_story",
+    "q2_breaking_point",
+    "q3_tried_before",
+    "q6_return_conditions",
+    "q8_ideal_product",
+)
+#: Interviews with a lower ``quality_score`` are not trusted (the segments' rule).
+MIN_INTERVIEW_QUALITY = 3
+
+
+def _interview_text(iv: pd.DataFrame) -> pd.Series:
+    cols = [c for c in INTERVIEW_TEXT_COLUMNS if c in iv.columns]
+    if not cols:
+        return pd.Series("", index=iv.index)
+    return iv[cols].fillna("").astype(str).agg(" ".join, axis=1)
+
+
+def _interviews_of_lapses(
+    interviews: pd.DataFrame, lapses: pd.DataFrame, at: pd.Series, min_quality: int
+) -> pd.DataFrame:
+    """The latest trusted interview of each lapse answered after its end and by its ``at``.
+
+    ``lapses`` holds ``customer_id``, ``ended_at`` (one row per query, any
+    order); returns ``_q`` (the query's position) and ``text`` for the
+    queries that have one.
+    """
+    iv = interviews[["customer_id", "answered_at"]].copy()
+    iv["text"] = _interview_text(interviews)
+    if "quality_score" in interviews.columns:
+        q = pd.to_numeric(interviews["quality_score"], errors="coerce")
+        iv = iv[(q >= min_quality).to_numpy()]
+    q = pd.DataFrame(
+        {
+            "customer_id": lapses["customer_id"].to_numpy(),
+            "ended_at": lapses["ended_at"].to_numpy(),
+            "at": pd.to_datetime(pd.Series(np.asarray(at))).to_numpy(),
+            "_q": np.arange(len(lapses)),
+        }
+    )
+    m = q.merge(iv, on="customer_id")
+    m = m[(m["answered_at"] > m["ended_at"]) & (m["answered_at"] <= m["at"])]
+    m = m.sort_values(["_q", "answered_at"], kind="mergesort").drop_duplicates("_q", keep="last")
+    return m[["_q", "text"]]
+
+
+class InterviewReasonModel:
+    """What a trusted win-back interview says about the cancel reason.
+
+    Interview answers (q1 story, q2 breaking point, q3 what they tried, q6
+    return conditions, q8 ideal product) are free text; TF-IDF word uni- and
+    bigrams (document frequency at least ``min_df``) and a multinomial
+    logistic regression learn the *stated* reason from the trusted
+    (``quality_score >= min_quality``) interviews of lapses with a stated
+    voluntary reason, answered by ``cutoff``. For an interviewed lapse whose
+    reason is inferred, :meth:`likelihood_ratio` gives
+    ``P_iv(r | answers) / P_iv(r)``, the factor by which the answers move
+    the behaviour's probabilities (:func:`refine_reasons`). A reason never
+    stated among the interviewed keeps a factor of 1 (no view on it).
+
+    PII: answers are used in memory only; the fitted model keeps the
+    vocabulary (words of at least ``min_df`` interviews), never an answer.
+
+    Parameters
+    ----------
+    min_quality : int
+    min_df : int
+    C : float
+    min_train : int
+        Fewest usable interviews to fit; with fewer, :attr:`fitted_` is False
+        and every factor is 1.
+    """
+
+    def __init__(
+        self,
+        min_quality: int = MIN_INTERVIEW_QUALITY,
+        min_df: int = 3,
+        C: float = 1.0,
+        min_train: int = 30,
+    ) -> None:
+        self.min_quality = min_quality
+        self.min_df = min_df
+        self.C = C
+        self.min_train = min_train
+
+    def fit(
+        self, interviews: pd.DataFrame | None, episodes: pd.DataFrame, cutoff: Any
+    ) -> InterviewReasonModel:
+        """Fit on interviews answered by ``cutoff`` of lapses (``episodes``) with a stated reason."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        self.fitted_ = False
+        self.n_train_ = 0
+        cut = pd.Timestamp(cutoff)
+        if interviews is None or interviews.empty or episodes.empty:
+            return self
+        require_columns(interviews, ["customer_id", "answered_at"], "The 'interviews' table")
+        require_columns(
+            episodes, ["customer_id", "ended_at", "stated_reason"], "The 'episodes' frame"
+        )
+        e = episodes[
+            episodes["stated_reason"].isin(REASONS)
+            & (episodes["stated_reason"] != "payment_failed")
+            & (episodes["ended_at"] <= cut)
+        ].reset_index(drop=True)
+        if e.empty:
+            return self
+        # the interview of a lapse: answered after its end, before the next lapse's end
+        nxt = (
+            episodes.sort_values("ended_at", kind="mergesort")
+            .groupby("customer_id")["ended_at"]
+            .shift(-1)
+        )
+        nxt = nxt.reindex(episodes.index)
+        e_next = nxt.loc[
+            episodes.index[
+                episodes["stated_reason"].isin(REASONS)
+                & (episodes["stated_reason"] != "payment_failed")
+                & (episodes["ended_at"] <= cut)
+            ]
+        ].to_numpy()
+        at = pd.Series(e_next).fillna(cut).clip(upper=cut)
+        m = _interviews_of_lapses(interviews, e, at, self.min_quality)
+        m = m[m["text"].str.strip() != ""]
+        y = e["stated_reason"].astype(str).to_numpy()[m["_q"].to_numpy()]
+        if len(m) < self.min_train or len(set(y)) < 2:
+            return self
+        vec = TfidfVectorizer(
+            ngram_range=(1, 2), min_df=self.min_df, sublinear_tf=True, strip_accents="unicode"
+        )
+        try:
+            Xt = vec.fit_transform(m["text"])
+        except ValueError:  # no word in min_df interviews
+            return self
+        if hasattr(vec, "stop_words_"):
+            vec.stop_words_ = None
+        lr = LogisticRegression(C=self.C, max_iter=2000).fit(Xt, y)
+        self.vectorizer_, self.model_ = vec, lr
+        self.classes_ = np.asarray(lr.classes_, dtype=object)
+        self.prior_ = np.array([np.mean(y == c) for c in self.classes_])
+        self.n_train_ = int(len(y))
+        self.fitted_ = True
+        return self
+
+    def likelihood_ratio(self, texts: pd.Series) -> np.ndarray:
+        """``P_iv(r | answers) / P_iv(r)`` per answer text: shape ``(n, len(REASONS))``."""
+        out = np.ones((len(texts), len(REASONS)))
+        if not getattr(self, "fitted_", False) or len(texts) == 0:
+            return out
+        p = self.model_.predict_proba(self.vectorizer_.transform(texts.fillna("").astype(str)))
+        for j, c in enumerate(self.classes_):
+            out[:, REASONS.index(c)] = p[:, j] / max(self.prior_[j], 1e-12)
+        return out
+
+    def ratios_for(
+        self, interviews: pd.DataFrame | None, lapses: pd.DataFrame, at: Any
+    ) -> np.ndarray:
+        """Factors for lapses (``customer_id``, ``ended_at``) given interviews answered by ``at``.
+
+        ``at`` is one time or one per lapse (the time each row is scored: the
+        run date for the cohort, the assignment for a past campaign row). A
+        lapse without a trusted interview answered after its end and by
+        ``at`` gets factors of 1.
+        """
+        out = np.ones((len(lapses), len(REASONS)))
+        if not getattr(self, "fitted_", False) or interviews is None or interviews.empty:
+            return out
+        require_columns(lapses, ["customer_id", "ended_at"], "The 'lapses' frame")
+        at_s = pd.Series(
+            np.asarray(at) if np.ndim(at) else np.repeat(pd.Timestamp(at), len(lapses))
+        )
+        m = _interviews_of_lapses(interviews, lapses, at_s, self.min_quality)
+        if len(m):
+            out[m["_q"].to_numpy()] = self.likelihood_ratio(m["text"])
+        return out
+
+
+def refine_reasons(
+    reasons: pd.DataFrame,
+    days_lapsed: Any = None,
+    curves: ReasonReturnCurves | None = None,
+    interview_ratio: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Inferred reason probabilities updated with what was seen after the lapse.
+
+    For the rows whose reason the classifier inferred (``reason_rule ==
+    'classifier'``): ``p_r ~ p_r * S_r(days_lapsed) * interview_ratio_r``
+    (:class:`ReasonReturnCurves`, :meth:`InterviewReasonModel.ratios_for`),
+    renormalised; ``cancel_reason`` and ``reason_proba`` follow the new
+    top reason. Stated reasons, the payment rule and ``no_model`` rows are
+    unchanged. ``days_lapsed`` must be measured at the time the row is
+    scored (never later): the run date for the cohort, the assignment for a
+    campaign row.
+
+    Parameters
+    ----------
+    reasons : DataFrame from :func:`infer_reasons`
+    days_lapsed : array-like, one per row (needed with ``curves``)
+    curves : fitted ReasonReturnCurves, optional
+    interview_ratio : ndarray ``(len(reasons), len(REASONS))``, optional
+
+    Returns
+    -------
+    DataFrame like ``reasons`` (a copy; ``attrs`` kept, plus
+    ``refined`` = the number of rows changed).
+    """
+    out = reasons.copy()
+    out.attrs.update(reasons.attrs)
+    cols = [f"p_{r}" for r in REASONS]
+    require_columns(
+        out, ["reason_rule", "cancel_reason", "reason_proba", *cols], "The 'reasons' frame"
+    )
+    m = (out["reason_rule"] == "classifier").to_numpy()
+    out.attrs["refined"] = 0
+    if not m.any() or (curves is None and interview_ratio is None):
+        return out
+    P = out[cols].to_numpy(float)
+    F = np.ones_like(P)
+    if curves is not None:
+        if days_lapsed is None:
+            raise ModelError("refine_reasons needs days_lapsed (one per row) with curves.")
+        d = np.asarray(days_lapsed, dtype=float)
+        if d.shape != (len(out),):
+            raise ModelError(
+                f"days_lapsed has shape {d.shape}; pass one value per row ({len(out)})."
+            )
+        F[m] *= curves.survival(d[m])
+    if interview_ratio is not None:
+        ir = np.asarray(interview_ratio, dtype=float)
+        if ir.shape != P.shape:
+            raise ModelError(
+                f"interview_ratio has shape {ir.shape}; expected {P.shape} (rows x REASONS)."
+            )
+        F[m] *= ir[m]
+    Q = P[m] * F[m]
+    tot = Q.sum(axis=1, keepdims=True)
+    Q = np.where(tot > 0, Q / np.where(tot > 0, tot, 1.0), P[m])
+    P[m] = Q
+    for j, c in enumerate(cols):
+        out[c] = P[:, j]
+    top = np.array(REASONS, dtype=object)[np.argmax(P, axis=1)]
+    out["cancel_reason"] = np.where(m, top, out["cancel_reason"].to_numpy(dtype=object))
+    out["reason_proba"] = np.where(m, P.max(axis=1), out["reason_proba"].to_numpy(float))
+    out.attrs["refined"] = int(m.sum())
     return out

@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from winback_ml.cohort.reasons import REASON_EVIDENCE
 from winback_ml.config import Offer
 from winback_ml.data.contract import CANCEL_REASONS, CHANNELS
 from winback_ml.exceptions import ConfigError, ModelError, NotFittedError
@@ -75,6 +76,7 @@ __all__ = [
     "reason_posterior",
     "offer_features",
     "offer_training_frame",
+    "refine_with_evidence",
 ]
 
 REASONS: tuple[str, ...] = tuple(r for r in CANCEL_REASONS if r != "unknown")
@@ -189,6 +191,56 @@ def reason_posterior(
     return out
 
 
+def refine_with_evidence(
+    data: Any,
+    episodes: pd.DataFrame,
+    reasons: pd.DataFrame,
+    lapses: pd.DataFrame,
+    cutoff: Any,
+    days_lapsed: Any,
+    at: Any,
+    evidence: tuple[str, ...] = REASON_EVIDENCE,
+) -> pd.DataFrame:
+    """Inferred reasons refined with what came after the lapse, as known at ``cutoff`` / ``at``.
+
+    ``"days_lapsed"``: :class:`~winback_ml.cohort.reasons.ReasonReturnCurves`
+    fitted on the lapses (and returns) up to ``cutoff``, read at each row's
+    ``days_lapsed``; ``"interviews"``:
+    :class:`~winback_ml.cohort.reasons.InterviewReasonModel` fitted on the
+    interviews answered by ``cutoff``, applied to each row's trusted
+    interview answered after its lapse and by its ``at``. See
+    :func:`~winback_ml.cohort.reasons.refine_reasons` (only inferred rows
+    change). Without the interviews table that part is skipped.
+
+    Parameters
+    ----------
+    data : ContractData or dict of contract DataFrames
+    episodes : lapse episodes (all of them; each model reads only what ended by ``cutoff``)
+    reasons : :func:`~winback_ml.cohort.reasons.infer_reasons` rows
+    lapses : ``customer_id``, ``ended_at`` aligned with ``reasons``
+    cutoff : the models' training cut-off
+    days_lapsed : one per row, measured at the row's ``at``
+    at : the time each row is scored (one, or one per row)
+    evidence : subset of :data:`~winback_ml.cohort.reasons.REASON_EVIDENCE`
+    """
+    from winback_ml.cohort.reasons import (
+        InterviewReasonModel,
+        ReasonReturnCurves,
+        refine_reasons,
+    )
+
+    if not evidence or not len(reasons):
+        return reasons
+    curves = ReasonReturnCurves().fit(episodes, cutoff) if "days_lapsed" in evidence else None
+    ratio = None
+    if "interviews" in evidence:
+        iv = data.table("interviews") if hasattr(data, "table") else dict(data).get("interviews")
+        if iv is not None and len(iv):
+            ivm = InterviewReasonModel().fit(iv, episodes, cutoff)
+            ratio = ivm.ratios_for(iv, lapses, at)
+    return refine_reasons(reasons, days_lapsed if curves is not None else None, curves, ratio)
+
+
 def offer_features(
     frame: pd.DataFrame,
     reasons: pd.DataFrame | None = None,
@@ -291,6 +343,7 @@ def offer_training_frame(
     features: pd.DataFrame | None = None,
     reason_refit: str = "Q",
     misreport: float = MISREPORT_PRIOR,
+    reason_evidence: tuple[str, ...] = REASON_EVIDENCE,
 ) -> pd.DataFrame:
     """One row per past campaign assignment with the customer's state at assignment.
 
@@ -327,6 +380,11 @@ def offer_training_frame(
     misreport : float
         Prior share of wrong stated reasons (:func:`reason_posterior`; 0 keeps
         stated reasons one-hot).
+    reason_evidence : tuple of str
+        Evidence after the lapse that refines inferred reasons
+        (:func:`refine_with_evidence`), as known at the assignment: return
+        curves and interview model fitted up to the refit date, days lapsed
+        at the assignment, interviews answered by it. Empty: none.
 
     Returns
     -------
@@ -398,6 +456,18 @@ def offer_training_frame(
         )
         if misreport:
             r = reason_posterior(r, clf, fx.loc[sub["lapse_id"].to_numpy()], misreport)
+        if reason_evidence and clf is not None:
+            part = m.iloc[rows]
+            r = refine_with_evidence(
+                data,
+                eps,
+                r,
+                part[["customer_id", "ended_at"]],
+                c,
+                part["days_lapsed"].to_numpy(float),
+                part["assigned_at"].to_numpy(),
+                reason_evidence,
+            )
         r.index = rows
         without_model += int((r["reason_rule"] == "no_model").sum())
         parts.append(r)
