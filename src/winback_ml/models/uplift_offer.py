@@ -134,7 +134,14 @@ def reason_posterior(
     ``P_clf(r | x) * ((1 - misreport) if r == s else misreport / (K - 1))``
     (``K`` reasons): the stated reason wins unless the behaviour makes
     another reason far more likely. A stated ``other`` carries no reason,
-    so it keeps only the classifier's view (``other`` included). A stated
+    so it keeps only the classifier's view (``other`` included).
+
+    A classifier fitted with ``label_noise > 0`` learnt ``P(true r | x)``
+    (not the inflated ``P(stated other | x)``); its own misreport matrix
+    (:meth:`~winback_ml.cohort.reasons.ReasonClassifier.misreport_matrix`,
+    with ``misreport`` as the noise) is then the likelihood:
+    ``P(r | stated s, x) ~ P_clf(r | x) M[r, s]``, a stated ``other``
+    included (a wrong answer lands on ``other`` most often). A stated
     reason that is not among the classifier's classes (it never saw that
     reason stated, e.g. an early quarterly refit) stays one-hot: the
     classifier gives it probability 0 only for lack of examples. Inferred
@@ -153,6 +160,8 @@ def reason_posterior(
     -------
     DataFrame like ``reasons`` with adjusted ``p_<reason>`` columns.
     """
+    from sklearn.base import clone
+
     if not 0.0 <= misreport < 1.0:
         raise ModelError(f"misreport must be in [0, 1). Got {misreport!r} instead.")
     out = reasons.copy()
@@ -174,13 +183,18 @@ def reason_posterior(
         if r in col:
             P[:, col[r]] = proba[:, j]
     K = len(REASONS)
-    lik = np.full_like(P, misreport / (K - 1))
     s_idx = np.array([col.get(r, -1) for r in stated[m]])
     rows = np.arange(len(s_idx))
     ok = s_idx >= 0
-    lik[rows[ok], s_idx[ok]] = 1.0 - misreport
-    other = stated[m] == "other"
-    lik[other] = 1.0
+    if float(getattr(classifier, "label_noise", 0.0) or 0.0) > 0 and hasattr(
+        classifier, "misreport_matrix"
+    ):
+        M = clone(classifier).set_params(label_noise=misreport).misreport_matrix(REASONS)
+        lik = M[:, np.where(ok, s_idx, 0)].T
+    else:
+        lik = np.full_like(P, misreport / (K - 1))
+        lik[rows[ok], s_idx[ok]] = 1.0 - misreport
+        lik[stated[m] == "other"] = 1.0
     post = P * lik
     tot = post.sum(axis=1, keepdims=True)
     post = np.where(tot > 0, post / np.where(tot > 0, tot, 1.0), lik / lik.sum(1, keepdims=True))
