@@ -16,10 +16,15 @@ from winback_ml.cohort.episodes import build_lapse_episodes
 from winback_ml.cohort.lapsed import build_lapsed_cohort
 from winback_ml.cohort.playbook import playbook_policy
 from winback_ml.cohort.reasons import (
+    REASONS,
+    InterviewReasonModel,
+    ReasonClassifier,
+    ReasonReturnCurves,
     evaluate_reasons,
     infer_reasons,
     reason_features,
     reason_training_set,
+    refine_reasons,
 )
 from winback_ml.cohort.segments import assign_segments
 from winback_ml.config import load_config
@@ -72,8 +77,39 @@ res.update(
         float(np.mean(r["cancel_reason"].to_numpy()[inf] == tr[inf])), 4
     ),
     n_cohort_inferred=int(inf.sum()),
-    peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
 )
+
+
+def _quality(P, classes, true):
+    """Top-1 accuracy and log loss (clipped at 1e-6) of probabilities against true reasons."""
+    cls = list(classes)
+    idx = np.array([cls.index(t) if t in cls else -1 for t in true])
+    p = np.where(idx >= 0, P[np.arange(len(idx)), np.clip(idx, 0, None)], 0.0)
+    return {
+        "accuracy": round(float(np.mean(np.argmax(P, axis=1) == idx)), 4),
+        "log_loss": round(float(-np.mean(np.log(np.clip(p, 1e-6, 1.0)))), 4),
+    }
+
+
+# the same lapses with the stated labels taken as they are (label_noise=0): the EM's effect
+plain = step("fit_plain_labels", lambda: ReasonClassifier(label_noise=0.0).fit(X, y))
+res["truth_unknown_lapses_em"] = _quality(clf.predict_proba(unk), clf.classes_, true_unk)
+res["truth_unknown_lapses_plain_labels"] = _quality(
+    plain.predict_proba(unk), plain.classes_, true_unk
+)
+# the cohort's inferred reasons refined with days lapsed and interviews (as the plan does)
+cls_rows = (r["reason_rule"] == "classifier").to_numpy()
+curves = step("return_curves", lambda: ReasonReturnCurves().fit(eps, T))
+ivm = step("interview_model", lambda: InterviewReasonModel().fit(d.interviews, eps, T))
+ratio = ivm.ratios_for(d.interviews, coh[["customer_id", "ended_at"]], T)
+rr = refine_reasons(r, coh["days_lapsed"].to_numpy(float), curves, ratio)
+pc = [f"p_{x}" for x in REASONS]
+res["truth_cohort_classifier_rows"] = {
+    "n": int(cls_rows.sum()),
+    "before": _quality(r[pc].to_numpy()[cls_rows], REASONS, tr[cls_rows]),
+    "refined": _quality(rr[pc].to_numpy()[cls_rows], REASONS, tr[cls_rows]),
+}
+res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 tseg = w.truth.true_segment(coh["customer_id"], T)
 iv = (s["segment_source"] == "interview").to_numpy()
 res.update(

@@ -516,7 +516,8 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
     noise_to_other : float in [0, 1]
         Share of the wrong answers that land on ``other``.
     noise_iter : int
-        EM steps (each one refit of the logistic regression).
+        EM steps (each one refit of the logistic regression, warm-started from the previous
+        coefficients).
 
     Attributes
     ----------
@@ -548,7 +549,7 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         tol: float = 1e-3,
         label_noise: float = LABEL_NOISE,
         noise_to_other: float = 0.5,
-        noise_iter: int = 2,
+        noise_iter: int = 5,
     ) -> None:
         self.C = C
         self.use_text = use_text
@@ -721,6 +722,9 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         col = {c: i for i, c in enumerate(cls)}
         s_idx = np.array([col[v] for v in y])
         M = self.misreport_matrix(cls)
+        # each EM step starts from the previous coefficients (a few solver iterations each)
+        warm = model.get_params().get("warm_start", False)
+        model.set_params(warm_start=True)
         for _ in range(int(self.noise_iter)):
             P = np.zeros((len(y), len(cls)))
             P[:, np.searchsorted(cls, model.classes_)] = model.predict_proba(Z)
@@ -731,6 +735,7 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
             Q /= Q.sum(axis=1, keepdims=True)
             rows, cols = np.nonzero(Q)
             model.fit(Z[rows], cls[cols], sample_weight=Q[rows, cols])
+        model.set_params(warm_start=warm)
         self.relabelled_share_ = float(np.mean(1.0 - Q[np.arange(len(y)), s_idx]))
 
     def _text(self, X: pd.DataFrame) -> pd.Series | None:
