@@ -100,6 +100,17 @@ NUMERIC_FEATURES = [
     "how_to_rate",
     "payment_failure_rate",
     "leave_strength",
+    # current subscription's usage trajectory (Poisson log-linear fit, see _engagement_fit)
+    "sub_weeks_observed",
+    "sessions_4w",
+    "engagement_slope",
+    "engagement_now",
+    "engagement_next_renewal",
+    "engagement_90d",
+    # payment failures per renewal attempt
+    "n_renewal_attempts",
+    "payment_failure_propensity",
+    "n_payment_failures_sub",
 ]
 #: Every feature column, in output order (after ``customer_id`` and ``at``).
 FEATURE_COLUMNS = NUMERIC_FEATURES + CATEGORICAL_FEATURES
@@ -238,6 +249,165 @@ def _days_to_renewal(started: pd.Series, interval: pd.Series, at: pd.Series) -> 
     return out
 
 
+#: Days per month of the engagement fit (the mean Gregorian month).
+_MONTH_DAYS = 30.436875
+#: Slopes (log weekly sessions per month) searched by the engagement fit, and its prior.
+_SLOPE_GRID = np.arange(-1.2, 0.4001, 0.01) + 0.005
+ENGAGEMENT_PRIOR = (-0.05, 0.15)
+#: Beta prior (failures, successes) of the payment failure propensity per renewal attempt.
+PAYMENT_FAILURE_PRIOR = (1.0, 19.0)
+
+
+def _log_geom_sum(c: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``log(sum_{j=0}^{n-1} exp(c j))`` elementwise (``n >= 1``), stable for any ``c``."""
+    c = np.asarray(c, dtype=float)
+    n = np.asarray(n, dtype=float)
+    small = np.abs(c) < 1e-9
+    cs = np.where(small, 1.0, c)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # c > 0: log((e^{cn} - 1) / (e^c - 1)) = c(n-1) + log(-expm1(-cn)) - log(-expm1(-c))
+        pos = cs * (n - 1.0) + np.log(-np.expm1(-cs * n)) - np.log(-np.expm1(-cs))
+        neg = np.log(np.expm1(cs * n) / np.expm1(cs))
+    out = np.where(cs > 0, pos, neg)
+    return np.where(small, np.log(n), out)
+
+
+def _engagement_fit(
+    n_weeks: np.ndarray,
+    total: np.ndarray,
+    moment: np.ndarray,
+    prior: tuple[float, float] = ENGAGEMENT_PRIOR,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penalised Poisson log-linear fit of weekly sessions against time, from sufficient stats.
+
+    Weeks ``j = 0..n-1`` of a subscription (every week counts; a week without a
+    row had no session) have sessions ``s_j ~ Poisson(exp(a + b x_j))`` with
+    ``x_j = j * 7 / 30.44`` months since the first week. Given ``n``,
+    ``S = sum s_j`` and ``M = sum x_j s_j``, the profile log-likelihood of the
+    slope is ``b M - S log sum_j exp(b x_j)`` (a geometric sum), maximised with
+    a normal prior ``N(prior[0], prior[1]^2)`` on ``b`` (per month) over a grid
+    of 0.01; a short history is shrunk towards the prior, a long one is not.
+
+    Returns
+    -------
+    slope, log_rate0
+        ``b`` (per month) and ``a`` (log sessions per week in the first week;
+        half a session is added to ``S`` so that a silent history stays finite).
+    """
+    n = np.asarray(n_weeks, dtype=float)
+    S = np.asarray(total, dtype=float)
+    M = np.asarray(moment, dtype=float)
+    b0, sd = prior
+    delta = 7.0 / _MONTH_DAYS
+    slope = np.full(len(n), np.nan)
+    a = np.full(len(n), np.nan)
+    ok = n >= 1
+    idx = np.flatnonzero(ok)
+    step = 50_000
+    for lo in range(0, len(idx), step):
+        ii = idx[lo : lo + step]
+        g = _SLOPE_GRID[None, :]
+        lg = _log_geom_sum(g * delta, n[ii, None])
+        ll = g * M[ii, None] - S[ii, None] * lg - (g - b0) ** 2 / (2.0 * sd**2)
+        best = np.argmax(ll, axis=1)
+        b = _SLOPE_GRID[best]
+        slope[ii] = b
+        a[ii] = np.log(S[ii] + 0.5) - lg[np.arange(len(ii)), best]
+    return slope, a
+
+
+_NO_SUB = pd.Timestamp("1970-01-01")
+_ENGAGEMENT_FEATURES = [
+    "sub_weeks_observed",
+    "engagement_slope",
+    "engagement_now",
+    "engagement_next_renewal",
+    "engagement_90d",
+]
+
+
+def _before(t: pd.Series, fill: pd.Timestamp) -> np.ndarray:
+    """``t`` minus one nanosecond (so that ``<=`` means strictly before ``t``); NaT -> ``fill``."""
+    v = pd.to_datetime(pd.Series(t)).fillna(fill).to_numpy(dtype="datetime64[ns]")
+    return v - np.timedelta64(1, "ns")
+
+
+def _asof_first_after(
+    keys: pd.DataFrame, t: np.ndarray, rows: pd.DataFrame, time_col: str
+) -> np.ndarray:
+    """Per key row: the earliest ``time_col`` at or after ``t`` (same customer), else NaT."""
+    n = len(keys)
+    r = rows[["customer_id", time_col]].dropna().rename(columns={time_col: "__t"})
+    r = r.sort_values("__t", kind="mergesort").assign(__found=lambda d: d["__t"])
+    left = pd.DataFrame(
+        {"customer_id": keys["customer_id"].to_numpy(), "__t": t, "__i": np.arange(n)}
+    ).sort_values("__t", kind="mergesort")
+    m = pd.merge_asof(left, r, on="__t", by="customer_id", direction="forward")
+    return m.sort_values("__i")["__found"].to_numpy(dtype="datetime64[ns]")
+
+
+def _subscription_engagement(
+    K: pd.DataFrame, u: pd.DataFrame, started: pd.Series, days_to_renewal: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Usage trajectory of each row's current subscription (weeks complete by ``at``).
+
+    The weeks from the subscription's first usage week to its last complete one
+    by ``at`` (a missing week counts as no session) give the penalised Poisson
+    fit of :func:`_engagement_fit`; its fitted weekly sessions at ``at``, at the
+    next renewal boundary and 90 days on are the engagement features (an
+    engagement that decays shows in the slope long before the sessions reach 0).
+    """
+    n = len(K)
+    at = K["at"].to_numpy(dtype="datetime64[ns]")
+    has_sub = pd.Series(started).notna().to_numpy()
+    st = pd.to_datetime(pd.Series(started)).fillna(_NO_SUB).to_numpy(dtype="datetime64[ns]")
+    week = np.timedelta64(7, "D")
+    first = _asof_first_after(K, st, u, "week_start")
+    last = (
+        pd.to_datetime(_asof_last(K, u, "done", ["s"])["__t"]).to_numpy(dtype="datetime64[ns]")
+        - week
+    )
+    ok = has_sub & ~np.isnat(first) & ~np.isnat(last) & (first + week <= at)
+    ok &= ~np.isnat(last) & (last >= np.where(np.isnat(first), last, first))
+    n_w = np.zeros(n)
+    n_w[ok] = ((last[ok] - first[ok]) / week).astype(float) + 1.0
+    # sums over the window: (done <= at) minus (week_start before the subscription's start)
+    ref = np.datetime64("2000-01-01T00:00:00", "ns")
+    tau = (u["week_start"].to_numpy(dtype="datetime64[ns]") - ref) / np.timedelta64(1, "D")
+    uu = u[["customer_id", "week_start", "done", "s"]].assign(ts=tau / _MONTH_DAYS * u["s"])
+    hi = _asof_sums(K, uu, "done", ["s", "ts"])
+    lo = _asof_sums(
+        pd.DataFrame({"customer_id": K["customer_id"].to_numpy(), "at": _before(started, _NO_SUB)}),
+        uu,
+        "week_start",
+        ["s", "ts"],
+    )
+    S = np.where(ok, hi[:, 0] - lo[:, 0], 0.0)
+    first_m = np.where(ok, (first - ref) / np.timedelta64(1, "D") / _MONTH_DAYS, 0.0)
+    M = np.where(ok, (hi[:, 1] - lo[:, 1]) - first_m * S, 0.0)
+    slope, a = _engagement_fit(n_w, np.maximum(S, 0.0), np.maximum(M, 0.0))
+
+    # months from the first week's start to a date; fitted sessions per week then
+    # "now" is ``at``, or the end of the last usage week when the subscription has ended
+    # (a week without a row is a week without a session, so only a gap of 3+ weeks is an end)
+    gone = ok & (at - np.where(ok, last, at) > 3 * week)
+    now_t = np.where(gone, last + week, at)
+
+    def rate_at(days_after_now: np.ndarray | float) -> np.ndarray:
+        x = ((now_t - first) / np.timedelta64(1, "D") + days_after_now) / _MONTH_DAYS
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.where(ok, np.exp(np.minimum(a + slope * x, 5.0)), np.nan)
+
+    dtr = np.where(np.isfinite(days_to_renewal), days_to_renewal, np.nan)
+    return {
+        "sub_weeks_observed": np.where(has_sub, n_w, np.nan),
+        "engagement_slope": np.where(ok, slope, np.nan),
+        "engagement_now": rate_at(0.0),
+        "engagement_next_renewal": rate_at(dtr),
+        "engagement_90d": rate_at(90.0),
+    }
+
+
 def build_customer_features(
     data: ContractData | Mapping[str, pd.DataFrame],
     at: pd.Timestamp | str | pd.Series | np.ndarray | Sequence[Any],
@@ -336,6 +506,7 @@ def build_customer_features(
             "pc": (et == "plan_changed").astype(float),
             "rf": (et == "refunded").astype(float),
             "cr": (et == "cancel_requested").astype(float),
+            "rn": (et == "renewed").astype(float),
             "paid": np.where(
                 et.isin(("subscribed", "renewed", "reactivated", "payment_recovered")),
                 pd.to_numeric(ev["amount"], errors="coerce").fillna(0.0),
@@ -348,7 +519,7 @@ def build_customer_features(
             ),
         }
     )
-    cols = ["pf", "pr", "pc", "rf", "cr", "paid"]
+    cols = ["pf", "pr", "pc", "rf", "cr", "paid", "rn"]
     now = _asof_sums(K, flags, "occurred_at", cols)
     ago90 = _asof_sums(K, flags, "occurred_at", cols, lag_days=90)
     out["n_payment_failures"] = now[:, 0]
@@ -357,6 +528,17 @@ def build_customer_features(
     out["n_refunds"] = now[:, 3]
     out["cancel_requested_90d"] = now[:, 4] - ago90[:, 4]
     out["total_paid"] = now[:, 5]
+    # a renewal attempt either renews or fails (a recovered failure is one attempt)
+    attempts = now[:, 6] + now[:, 0]
+    out["n_renewal_attempts"] = attempts
+    fa, fb = PAYMENT_FAILURE_PRIOR
+    out["payment_failure_propensity"] = (now[:, 0] + fa) / (attempts + fa + fb)
+    # failures of the current subscription: all failures minus those before it started
+    sub_keys = pd.DataFrame(
+        {"customer_id": K["customer_id"].to_numpy(), "at": _before(started, _NO_SUB)}
+    )
+    pre = _asof_sums(sub_keys, flags, "occurred_at", ["pf"])
+    out["n_payment_failures_sub"] = np.where(started.notna(), now[:, 0] - pre[:, 0], np.nan)
     pay = ev[
         et.isin(("payment_failed", "payment_recovered", "renewed", "subscribed", "reactivated"))
     ]
@@ -414,6 +596,10 @@ def build_customer_features(
             out["features_per_session"] = np.where(
                 now[:, 0] > 0, now[:, 2] / np.maximum(now[:, 0], 1.0), np.nan
             )
+        out["sessions_4w"] = (now[:, 0] - _asof_sums(K, u, "done", ["s"], lag_days=28)[:, 0]) / 4.0
+        eng = _subscription_engagement(K, u, started, out["days_to_renewal"].to_numpy(float))
+        for c, v in eng.items():
+            out[c] = v
         last_act = pd.to_datetime(_asof_last(K, u[u["act"] > 0], "done", ["s"])["__t"])
         wsa = ((at_v - last_act) / pd.Timedelta(days=7)).to_numpy()
         out["weeks_since_active"] = np.where(np.isnan(wsa), 104.0, np.minimum(wsa, 104.0))
@@ -427,6 +613,8 @@ def build_customer_features(
             "weeks_since_active",
             "log_minutes_per_session",
             "features_per_session",
+            "sessions_4w",
+            *_ENGAGEMENT_FEATURES,
         ):
             out[c] = np.nan
 

@@ -306,6 +306,14 @@ class DiscreteHazardChurnModel(ChurnModelMixin, DiscreteHazardSurvival):
         of the hazard's log-odds over the intervals within this horizon.
     exact_contributions : bool, default False
         Exact TreeSHAP (True) or XGBoost's fast approximate attribution (False).
+    renewal_col, period_col : str or None, default "days_to_renewal", "billing_interval"
+        When the frame has both columns (days from the origin to the next renewal,
+        and ``month`` / ``year``), every person-period row also gets how many
+        renewal boundaries fall in its interval and where the first one falls
+        (days from the interval's start): churn happens at renewals, and these
+        spare the trees a three-way interaction (interval x days to renewal x
+        billing period) that they learn only roughly. None (or an absent column)
+        leaves them out.
     entry_col : str or None, default "entry_days"
         Delayed entry (a row is at risk from its entry on); ignored when absent.
     duration_col, event_col, feature_cols, categorical_cols, min_events : as in CoxChurnModel
@@ -324,6 +332,8 @@ class DiscreteHazardChurnModel(ChurnModelMixin, DiscreteHazardSurvival):
         random_state: int | None = 0,
         contribution_days: float = 90.0,
         exact_contributions: bool = False,
+        renewal_col: str | None = "days_to_renewal",
+        period_col: str | None = "billing_interval",
         duration_col: str = "duration_days",
         event_col: str = "event",
         entry_col: str | None = "entry_days",
@@ -342,6 +352,8 @@ class DiscreteHazardChurnModel(ChurnModelMixin, DiscreteHazardSurvival):
         self.random_state = random_state
         self.contribution_days = contribution_days
         self.exact_contributions = exact_contributions
+        self.renewal_col = renewal_col
+        self.period_col = period_col
         self.duration_col = duration_col
         self.event_col = event_col
         self.entry_col = entry_col

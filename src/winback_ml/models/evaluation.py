@@ -19,6 +19,11 @@ Metrics (all on a held-out frame with ``duration_days`` / ``event``):
 :func:`compare_models` fits every candidate on the training part, scores
 the holdout and applies :data:`SELECTION_RULE`.
 
+:func:`recovery_metrics` compares predicted probabilities with *known* true
+ones (the synthetic world's truth): AUC against outcomes drawn from the true
+probabilities (and the AUC the truth itself reaches on the same draws), mean
+absolute error and the decile calibration error.
+
 Invariants: durations in days; times tz-naive UTC; predictions are read
 through the models' public API only.
 """
@@ -49,6 +54,7 @@ __all__ = [
     "compare_models",
     "ModelComparison",
     "plot_calibration",
+    "recovery_metrics",
 ]
 
 #: The stated rule that picks the champion among candidates on the holdout.
@@ -432,3 +438,59 @@ def plot_calibration(comparison: ModelComparison, horizon: int = 30) -> Any:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def recovery_metrics(
+    p_true: Any, p_hat: Any, draws: int = 20, seed: int = 0
+) -> dict[str, float]:
+    """How well predicted probabilities recover known true probabilities.
+
+    Parameters
+    ----------
+    p_true : array of true probabilities (e.g. ``WorldTruth.p_churn``), no NaN
+    p_hat : array of predicted probabilities, aligned with ``p_true``
+    draws : outcomes drawn from ``p_true`` this many times (fixed ``seed``)
+    seed : seed of the draws
+
+    Returns
+    -------
+    dict
+        ``auc`` (mean AUC of ``p_hat`` over the draws), ``auc_truth`` (of
+        ``p_true`` on the same draws: the AUC no model can beat on average),
+        ``auc_gap`` (``auc_truth - auc``), ``mae`` (mean ``|p_hat - p_true|``),
+        ``decile_cal`` (mean over deciles of ``p_hat`` of |mean predicted - mean
+        true|) and ``mean_gap`` (mean ``p_hat - p_true``).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    t = np.asarray(p_true, dtype=float)
+    h = np.asarray(p_hat, dtype=float)
+    if t.shape != h.shape or t.ndim != 1 or len(t) < 10:
+        raise ModelError(
+            "recovery_metrics: p_true and p_hat must be 1-d arrays of the same length (at least "
+            f"10). Got shapes {t.shape} and {h.shape}."
+        )
+    if np.isnan(t).any() or np.isnan(h).any():
+        raise ModelError(
+            "recovery_metrics: p_true or p_hat has NaN (e.g. at position "
+            f"{int(np.flatnonzero(np.isnan(t) | np.isnan(h))[0])}). Fix: drop those rows first."
+        )
+    rng = np.random.default_rng(seed)
+    a_hat, a_true = [], []
+    for _ in range(int(draws)):
+        y = rng.random(len(t)) < t
+        if y.all() or not y.any():
+            continue
+        a_hat.append(roc_auc_score(y, h))
+        a_true.append(roc_auc_score(y, t))
+    q = pd.qcut(pd.Series(h).rank(method="first"), 10, labels=False)
+    g = pd.DataFrame({"q": q, "t": t, "h": h}).groupby("q").mean()
+    auc, auc_t = float(np.mean(a_hat)), float(np.mean(a_true))
+    return {
+        "auc": auc,
+        "auc_truth": auc_t,
+        "auc_gap": auc_t - auc,
+        "mae": float(np.abs(h - t).mean()),
+        "decile_cal": float((g["h"] - g["t"]).abs().mean()),
+        "mean_gap": float(h.mean() - t.mean()),
+    }

@@ -582,9 +582,13 @@ class DiscreteHazardSurvival(SurvivalModel):
             )
         import xgboost as xgb
 
-        names = [*_safe_names(self.encoder_.names_), "interval"]
+        renew = self._renewal_inputs(X)
+        self.renewal_features_ = renew is not None
+        cols = [Z[rows], k.astype(float)]
+        if renew is not None:
+            cols.append(_renewals_in_interval(renew[0][rows], renew[1][rows], k, w))
         dtrain = xgb.DMatrix(
-            np.column_stack([Z[rows], k.astype(float)]), label=y, weight=weight, feature_names=names
+            np.column_stack(cols), label=y, weight=weight, feature_names=self._names()
         )
         params = _xgb_tree_params(self, objective="binary:logistic", eval_metric="logloss")
         clf = xgb.train(params, dtrain, num_boost_round=int(self.n_estimators))
@@ -592,18 +596,56 @@ class DiscreteHazardSurvival(SurvivalModel):
         self.n_intervals_ = K
         self.n_person_periods_ = int(len(y))
 
-    def _matrix(self, Z: np.ndarray, K: int) -> Any:
+    def _names(self) -> list[str]:
+        names = [*_safe_names(self.encoder_.names_), "interval"]
+        if getattr(self, "renewal_features_", False):
+            names += list(_RENEWAL_FEATURES)
+        return names
+
+    def _renewal_inputs(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+        """Days to the next renewal and the billing period (days) per row, when ``X`` has them.
+
+        None when ``renewal_col`` / ``period_col`` is None or absent (the model
+        then has the interval index only). ``period_col`` holds ``month`` /
+        ``year`` (or a number of days); anything else is an unknown period (NaN).
+        """
+        rc = getattr(self, "renewal_col", None)
+        pc = getattr(self, "period_col", None)
+        if rc is None or pc is None or rc not in X.columns or pc not in X.columns:
+            return None
+        dtr = pd.to_numeric(X[rc], errors="coerce").to_numpy(float)
+        per = X[pc]
+        if pd.api.types.is_numeric_dtype(per):
+            pdays = per.to_numpy(float)
+        else:
+            pdays = per.map({"month": 30.436875, "year": 365.2425}).to_numpy(float)
+        return dtr, pdays
+
+    def _matrix(
+        self, Z: np.ndarray, K: int, renew: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> Any:
         import xgboost as xgb
 
         n = len(Z)
-        big = np.column_stack([np.repeat(Z, K, axis=0), np.tile(np.arange(K, dtype=float), n)])
-        names = [*_safe_names(self.encoder_.names_), "interval"]
-        return xgb.DMatrix(big, feature_names=names, nthread=int(self.n_jobs))
+        k = np.tile(np.arange(K, dtype=float), n)
+        cols = [np.repeat(Z, K, axis=0), k]
+        if getattr(self, "renewal_features_", False):
+            if renew is None:
+                nan = np.full(n, np.nan)
+                renew = (nan, nan)
+            dtr = np.repeat(renew[0], K)
+            per = np.repeat(renew[1], K)
+            cols.append(_renewals_in_interval(dtr, per, k, float(self.interval_days)))
+        return xgb.DMatrix(
+            np.column_stack(cols), feature_names=self._names(), nthread=int(self.n_jobs)
+        )
 
-    def _hazards(self, Z: np.ndarray) -> np.ndarray:
+    def _hazards(
+        self, Z: np.ndarray, renew: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
         """h_k(x) for every row of the encoded matrix and interval k: (n, K)."""
         K = self.n_intervals_
-        h = self.model_.predict(self._matrix(Z, K)).reshape(len(Z), K)
+        h = self.model_.predict(self._matrix(Z, K, renew)).reshape(len(Z), K)
         return np.clip(h, 0.0, 1.0 - 1e-9)
 
     def _survival_from_hazards(self, h: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -619,12 +661,14 @@ class DiscreteHazardSurvival(SurvivalModel):
 
     def _survival_at(self, X: pd.DataFrame, T: np.ndarray) -> np.ndarray:
         Z = self.encoder_.transform(X, type(self).__name__)
+        renew = self._renewal_inputs(X) if getattr(self, "renewal_features_", False) else None
         T = np.asarray(T, dtype=float)
         out = np.empty(T.shape, dtype=float)
         step = max(1, 200_000 // max(self.n_intervals_, 1))  # bounded memory
         for a in range(0, len(Z), step):
             b = min(a + step, len(Z))
-            out[a:b] = self._survival_from_hazards(self._hazards(Z[a:b]), T[a:b])
+            r = None if renew is None else (renew[0][a:b], renew[1][a:b])
+            out[a:b] = self._survival_from_hazards(self._hazards(Z[a:b], r), T[a:b])
         return out
 
     def _contributions(self, X: pd.DataFrame) -> np.ndarray:
@@ -639,15 +683,45 @@ class DiscreteHazardSurvival(SurvivalModel):
             )
         )
         exact = bool(getattr(self, "exact_contributions", False))
+        renew = self._renewal_inputs(X) if getattr(self, "renewal_features_", False) else None
         out = np.zeros_like(Z)
         step = max(1, 200_000 // K)
         for a in range(0, len(Z), step):
             b = min(a + step, len(Z))
+            r = None if renew is None else (renew[0][a:b], renew[1][a:b])
             c = self.model_.predict(
-                self._matrix(Z[a:b], K), pred_contribs=True, approx_contribs=not exact
+                self._matrix(Z[a:b], K, r), pred_contribs=True, approx_contribs=not exact
             )
             out[a:b] = c[:, : Z.shape[1]].reshape(b - a, K, Z.shape[1]).mean(axis=1)
         return out
+
+
+#: Per-interval features of the discrete-time hazard model when the renewal schedule is known.
+_RENEWAL_FEATURES = ("renewals_in_interval", "renewal_offset_days")
+
+
+def _renewals_in_interval(
+    days_to_renewal: np.ndarray, period_days: np.ndarray, k: np.ndarray, width: float
+) -> np.ndarray:
+    """Renewal boundaries in interval ``k`` (``[k w, (k + 1) w)`` days from the origin).
+
+    Boundaries fall at ``d, d + p, d + 2p, ...`` (``d`` days to the next renewal,
+    ``p`` the billing period). Returns two columns: how many fall in the
+    interval, and the days from the interval's start to the first of them (NaN
+    when none, or when ``d`` or ``p`` is unknown).
+    """
+    d = np.asarray(days_to_renewal, dtype=float)
+    p = np.asarray(period_days, dtype=float)
+    lo = np.asarray(k, dtype=float) * width
+    hi = lo + width
+    ok = np.isfinite(d) & np.isfinite(p) & (p > 0)
+    ps = np.where(ok, p, 1.0)
+    ds = np.where(ok, d, 0.0)
+    j0 = np.maximum(np.ceil((lo - ds) / ps), 0.0)
+    j1 = np.maximum(np.ceil((hi - ds) / ps), 0.0)
+    n = np.where(ok, np.maximum(j1 - j0, 0.0), np.nan)
+    off = np.where(ok & (n > 0), ds + j0 * ps - lo, np.nan)
+    return np.column_stack([n, off])
 
 
 def _safe_names(names: Sequence[str]) -> list[str]:
