@@ -216,6 +216,9 @@ def test_interviews_name_the_true_reason(world_data, world):
     ratio = m.ratios_for(iv, unstated[["customer_id", "ended_at"]], world.end)
     has = ~np.all(ratio == 1.0, axis=1)
     assert has.sum() > 30
+    # who has a trusted interview is known without a fit (the plan skips fits nobody needs)
+    lapses = unstated[["customer_id", "ended_at"]]
+    assert (InterviewReasonModel().interviewed(iv, lapses, world.end) == has).all()
     truth = world.truth.episodes.set_index("subscription_id")["true_reason"]
     true = unstated.loc[has, "subscription_id"].map(truth).to_numpy()
     top = np.array(REASONS, dtype=object)[np.argmax(ratio[has], axis=1)]

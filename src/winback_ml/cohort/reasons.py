@@ -1120,10 +1120,11 @@ MIN_INTERVIEW_QUALITY = 3
 
 
 def _interview_text(iv: pd.DataFrame) -> pd.Series:
-    cols = [c for c in INTERVIEW_TEXT_COLUMNS if c in iv.columns]
-    if not cols:
-        return pd.Series("", index=iv.index)
-    return iv[cols].fillna("").astype(str).agg(" ".join, axis=1)
+    out = pd.Series("", index=iv.index, dtype=object)
+    for c in INTERVIEW_TEXT_COLUMNS:
+        if c in iv.columns:
+            out = out + " " + iv[c].astype(object).where(iv[c].notna(), "").astype(str)
+    return out.str.strip()
 
 
 def _interviews_of_lapses(
@@ -1261,6 +1262,25 @@ class InterviewReasonModel:
         p = self.model_.predict_proba(self.vectorizer_.transform(texts.fillna("").astype(str)))
         for j, c in enumerate(self.classes_):
             out[:, REASONS.index(c)] = p[:, j] / max(self.prior_[j], 1e-12)
+        return out
+
+    def interviewed(
+        self, interviews: pd.DataFrame | None, lapses: pd.DataFrame, at: Any
+    ) -> np.ndarray:
+        """Which lapses (``customer_id``, ``ended_at``) have a trusted interview by ``at``.
+
+        Needs no fit: a caller can skip fitting when nobody would be refined.
+        """
+        out = np.zeros(len(lapses), dtype=bool)
+        if interviews is None or interviews.empty or not len(lapses):
+            return out
+        require_columns(lapses, ["customer_id", "ended_at"], "The 'lapses' frame")
+        at_s = pd.Series(
+            np.asarray(at) if np.ndim(at) else np.repeat(pd.Timestamp(at), len(lapses))
+        )
+        out[_interviews_of_lapses(interviews, lapses, at_s, self.min_quality)["_q"].to_numpy()] = (
+            True
+        )
         return out
 
     def ratios_for(

@@ -249,9 +249,11 @@ def refine_with_evidence(
     ratio = None
     if "interviews" in evidence:
         iv = data.table("interviews") if hasattr(data, "table") else dict(data).get("interviews")
-        if iv is not None and len(iv):
-            ivm = InterviewReasonModel().fit(iv, episodes, cutoff)
-            ratio = ivm.ratios_for(iv, lapses, at)
+        ivm = InterviewReasonModel()
+        inferred = (reasons["reason_rule"] == "classifier").to_numpy()
+        # fit only when some inferred row has a trusted interview to read
+        if iv is not None and len(iv) and (ivm.interviewed(iv, lapses, at) & inferred).any():
+            ratio = ivm.fit(iv, episodes, cutoff).ratios_for(iv, lapses, at)
     return refine_reasons(reasons, days_lapsed if curves is not None else None, curves, ratio)
 
 
