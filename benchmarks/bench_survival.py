@@ -3,7 +3,8 @@
 Feature frames are synthesised directly at that scale (a 1M-customer world
 is too slow to build here) from a known cure model with the shape of the
 real return frame: 20 numeric features, a cancel reason with 11 levels,
-durations censored by follow-up. Each (model, size) runs in its own
+durations censored by follow-up; the churn models' frames add a renewal
+schedule (``billing_interval``, ``days_to_renewal``: :func:`with_renewal_schedule`). Each (model, size) runs in its own
 subprocess so that its peak resident memory (``ru_maxrss``) is its own.
 
 Measured per run: fit seconds, score seconds (``expected_return_probability``
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["make_frame", "run_one", "main"]
+__all__ = ["make_frame", "with_renewal_schedule", "run_one", "main"]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_survival.json"
 REASONS = [f"r{i}" for i in range(11)]
@@ -58,6 +59,18 @@ def make_frame(n: int, seed: int = 0, n_numeric: int = 20) -> pd.DataFrame:
     df["event"] = (t <= follow).astype(int)
     df["days_lapsed"] = rng.uniform(0, 90, n)
     return df
+
+
+def with_renewal_schedule(df: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """A churn frame's renewal schedule: ``billing_interval`` (a quarter annual) and
+    ``days_to_renewal`` (uniform within the period), which the discrete-time hazard model
+    turns into per-interval renewal features (so the benchmark times that path too)."""
+    rng = np.random.default_rng(seed)
+    annual = rng.random(len(df)) < 0.25
+    out = df.copy()
+    out["billing_interval"] = np.where(annual, "year", "month").astype(object)
+    out["days_to_renewal"] = rng.random(len(df)) * np.where(annual, 365.0, 30.0)
+    return out
 
 
 def _model(name: str):
@@ -97,6 +110,8 @@ def run_one(name: str, n: int) -> dict:
 
     warnings.simplefilter("ignore")
     df = make_frame(n)
+    if name.endswith("_churn"):
+        df = with_renewal_schedule(df)
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     m = _model(name)
     n_fit = min(n, FIT_SAMPLE.get(name, n))

@@ -17,29 +17,16 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
 
 AS_OF = pd.Timestamp("2025-09-30")
 
 
-def auc_against_truth(
-    p_true: np.ndarray, p_hat: np.ndarray, draws: int = 20, seed: int = 0
-) -> tuple[float, float]:
-    """Mean AUC of ``p_hat`` and of ``p_true`` over outcomes drawn from ``p_true``."""
-    rng = np.random.default_rng(seed)
-    a_hat, a_true = [], []
-    for _ in range(draws):
-        y = rng.random(len(p_true)) < p_true
-        a_hat.append(roc_auc_score(y, p_hat))
-        a_true.append(roc_auc_score(y, p_true))
-    return float(np.mean(a_hat)), float(np.mean(a_true))
+def _metrics(p_true: np.ndarray, p_hat: np.ndarray) -> dict[str, float]:
+    """AUC (20 draws of outcomes from the truth, seed 0), MAE, decile calibration, mean gap."""
+    from winback_ml.models.evaluation import recovery_metrics
 
-
-def decile_calibration_error(p_true: np.ndarray, p_hat: np.ndarray) -> float:
-    """Mean over deciles of the prediction of |mean predicted - mean true probability|."""
-    q = pd.qcut(pd.Series(p_hat).rank(method="first"), 10, labels=False)
-    g = pd.DataFrame({"q": q, "t": p_true, "h": p_hat}).groupby("q").mean()
-    return float((g["h"] - g["t"]).abs().mean())
+    r = recovery_metrics(p_true, p_hat, draws=20, seed=0)
+    return {k: r[k] for k in ("auc", "auc_truth", "mae", "decile_cal", "mean_gap")}
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +88,7 @@ def test_return_model_recovers_the_true_probabilities(world20k) -> None:
             warnings.simplefilter("ignore")
             full = type(m)(**m.get_params()).fit(train)
         p_hat = full.expected_return_probability(score, within_days=30)
-        auc_hat, auc_true = auc_against_truth(p_true, p_hat)
-        results[name] = {
-            "auc": auc_hat,
-            "auc_truth": auc_true,
-            "mae": float(np.abs(p_hat - p_true).mean()),
-            "decile_cal": decile_calibration_error(p_true, p_hat),
-            "mean_gap": float(p_hat.mean() - p_true.mean()),
-        }
+        results[name] = _metrics(p_true, p_hat)
     print(f"return recovery (n={len(score)}, chosen={cmp.chosen}):")
     print(pd.DataFrame(results).T.round(4))
     # Issue goal: AUC within 0.03 of the truth's, decile calibration error < 0.01. Measured
@@ -179,14 +159,7 @@ def test_churn_model_recovers_the_true_probabilities(world20k) -> None:
             warnings.simplefilter("ignore")
             full = model if name == cmp.chosen else type(m)(**m.get_params()).fit(train)
         p_hat = full.expected_churn_probability(score, within_days=90)
-        auc_hat, auc_true = auc_against_truth(p_true[keep], p_hat[keep])
-        results[name] = {
-            "auc": auc_hat,
-            "auc_truth": auc_true,
-            "mae": float(np.abs(p_hat - p_true)[keep].mean()),
-            "decile_cal": decile_calibration_error(p_true[keep], p_hat[keep]),
-            "mean_gap": float(p_hat[keep].mean() - p_true[keep].mean()),
-        }
+        results[name] = _metrics(p_true[keep], p_hat[keep])
     print(f"churn recovery (n={keep.sum()}, chosen={cmp.chosen}):")
     print(pd.DataFrame(results).T.round(4))
     # Goal: AUC within 0.03 of the truth's. Measured (12 snapshots 30 days apart): the

@@ -40,6 +40,9 @@ from winback_ml.exceptions import ConfigError, DataContractError
 __all__ = [
     "FEATURE_COLUMNS",
     "NUMERIC_FEATURES",
+    "CHURN_ONLY_FEATURES",
+    "ENGAGEMENT_PRIOR",
+    "PAYMENT_FAILURE_PRIOR",
     "CATEGORICAL_FEATURES",
     "build_customer_features",
     "as_contract_data",
@@ -108,6 +111,19 @@ NUMERIC_FEATURES = [
     "engagement_next_renewal",
     "engagement_90d",
     # payment failures per renewal attempt
+    "n_renewal_attempts",
+    "payment_failure_propensity",
+    "n_payment_failures_sub",
+]
+#: Features of the running subscription's path to its next renewals, for the churn frames only
+#: (the return frames leave them out): the fitted usage trajectory and failures per attempt.
+CHURN_ONLY_FEATURES = [
+    "sub_weeks_observed",
+    "sessions_4w",
+    "engagement_slope",
+    "engagement_now",
+    "engagement_next_renewal",
+    "engagement_90d",
     "n_renewal_attempts",
     "payment_failure_propensity",
     "n_payment_failures_sub",

@@ -14,6 +14,9 @@ Return (one row per lapse, from
   at ``as_of`` (their latest lapse), same features as of the lapse, plus
   ``days_lapsed`` (days since the lapse at ``as_of``), on which the return
   probability is conditioned.
+* The churn-only features (:data:`~winback_ml.features.point_in_time.CHURN_ONLY_FEATURES`:
+  the running subscription's usage trajectory and failures per renewal attempt)
+  are left out of both return frames.
 * Interviews happen 30-90 days *after* a lapse. The answers of the lapse's
   own trusted interview (``offer_interest``, ``leave_strength``) are features
   of the lapse; a training row whose interview came ``entry_days`` after the
@@ -49,7 +52,11 @@ import pandas as pd
 
 from winback_ml.data.loader import ContractData, cut_as_of, to_timestamp
 from winback_ml.exceptions import ConfigError, DataContractError
-from winback_ml.features.point_in_time import as_contract_data, build_customer_features
+from winback_ml.features.point_in_time import (
+    CHURN_ONLY_FEATURES,
+    as_contract_data,
+    build_customer_features,
+)
 
 __all__ = [
     "build_return_training_frame",
@@ -265,8 +272,17 @@ def _with_reasons(out: pd.DataFrame, lr: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([left, lr, right], axis=1)
 
 
-#: Features that carry no information at the moment of a lapse (constant there).
-_NOT_AT_LAPSE = ["is_active", "days_since_last_end", "cancel_pending", "days_to_renewal"]
+#: Features that carry no information at the moment of a lapse (constant there), and the
+#: churn features of the running subscription's path to its next renewals (usage trajectory,
+#: failures per renewal attempt): they are not in the return frames (on the 20,000-customer
+#: world they cost the cure model 0.003 AUC against the truth and bring nothing).
+_NOT_AT_LAPSE = [
+    "is_active",
+    "days_since_last_end",
+    "cancel_pending",
+    "days_to_renewal",
+    *CHURN_ONLY_FEATURES,
+]
 
 
 def _lapse_interview(cd: ContractData, eps: pd.DataFrame, stop: pd.Series) -> pd.DataFrame:
