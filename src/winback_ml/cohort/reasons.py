@@ -21,11 +21,23 @@ Pipeline
    payment attempt failed and was never recovered is ``payment_failed``
    (``reason_rule='unrecovered_payment_failure'``).
 4. :func:`evaluate_reasons` reports held-out accuracy and the confusion matrix.
+5. :func:`refine_reasons` weighs an inferred reason with evidence that comes
+   after the lapse, as known when the row is scored: still away after ``d``
+   days (:class:`ReasonReturnCurves`, Kaplan-Meier return curves by stated
+   reason, censored at the cut-off) and trusted interview answers
+   (:class:`InterviewReasonModel`). The scoring plan uses it; the
+   classifier's own output (and so :func:`infer_reasons`) is unchanged by it.
+
+Label noise: the labels are *stated* reasons, wrong now and then (mostly
+``other``); :class:`ReasonClassifier` corrects for it by EM with the
+misreport prior :data:`LABEL_NOISE` (``label_noise=0`` fits the stated
+reasons as they are).
 
 PII
 ---
-The ``cancel_comment`` column of :func:`reason_features` is free text from
-the cancel flow: it is used in memory only (TF-IDF inside the classifier).
+The ``cancel_comment`` column of :func:`reason_features` and the interview
+answers read by :class:`InterviewReasonModel` are free text: used in memory
+only (TF-IDF inside the models).
 Never log or save that frame; :func:`infer_reasons` returns no text, and the
 fitted classifier keeps only the TF-IDF vocabulary (single words and
 word pairs with a document frequency of at least ``min_df``), never a comment.
