@@ -23,7 +23,10 @@ The chain (:func:`build_plan` does steps 1-8 without writing anything):
 4. LTV: post-return survival from past reactivations with the measured
    discount-end churn bump (:mod:`winback_ml.ltv.ltv`);
 5. the campaign history: per-arm evaluation (:mod:`winback_ml.models.uplift_campaigns`);
-6. the structured offer-response model (:mod:`winback_ml.models.uplift_offer`);
+6. the structured offer-response model (:mod:`winback_ml.models.uplift_offer`); its
+   reason probabilities weigh stated reasons against behaviour and refine
+   inferred ones with the days lapsed and trusted interviews, as known when
+   each row is scored (``reason_evidence``);
 7. the optimizer (:mod:`winback_ml.offers.optimizer`);
 8. churn risk of active customers (a churn survival model).
 
