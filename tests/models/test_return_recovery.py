@@ -162,22 +162,22 @@ def test_churn_model_recovers_the_true_probabilities(world20k) -> None:
         results[name] = _metrics(p_true[keep], p_hat[keep])
     print(f"churn recovery (n={keep.sum()}, chosen={cmp.chosen}):")
     print(pd.DataFrame(results).T.round(4))
-    # Goal: AUC within 0.03 of the truth's. Measured (12 snapshots 30 days apart): the
-    # discrete-time hazard model reaches 0.740 against the truth's 0.773 (gap 0.033; MAE 0.041,
-    # decile calibration 0.005); XGBoost AFT 0.734 (decile calibration 0.014). Before (6
-    # snapshots 45 days apart, no discrete-time model): XGBoost AFT 0.718 (gap 0.055). The
-    # rest is not in the data: a gradient-boosted regression fitted on the *true*
-    # probabilities themselves (a diagnostic no model can run) reaches 0.748 from these
-    # features (gap 0.025); the hazards ride on latent price sensitivity, competitor exposure,
-    # engagement decay and payment-failure propensity that the tables show only noisily.
+    # Goal: AUC within 0.03 of the truth's. Measured (12 snapshots 30 days apart), this world:
+    # the discrete-time hazard model reaches 0.7443 against the truth's 0.7732 (gap 0.0289; MAE
+    # 0.034, decile calibration 0.0086). Seeds 11 and 13 (same rule): SEE_DOCS. Before this
+    # issue's last step: 0.7398 (gap 0.0334). Lever by lever (benchmarks/diag_churn.py): the
+    # per-interval renewal features of the hazard model (how many renewal boundaries fall in the
+    # interval, where the first does) +0.0037; the subscription's fitted usage trajectory and
+    # failures per renewal attempt +0.0008. A boosted regression fitted on the *true*
+    # probabilities from these features (5-fold, a diagnostic no model can run) reaches 0.7509:
+    # the rest of the truth's AUC rides on latents the tables show only noisily.
     dh = results["discrete_hazard"]
-    assert dh["auc_truth"] - dh["auc"] < 0.04
+    assert dh["auc_truth"] - dh["auc"] < 0.03
     assert dh["decile_cal"] < 0.01 and abs(dh["mean_gap"]) < 0.01
-    # the holdout cannot tell XGBoost AFT and the discrete-time model apart on the Brier score
-    # (0.1206 against 0.1205); the calibration tie-break picks the latter
+    assert dh["auc"] > results["weibull"]["auc"] + 0.01
     assert cmp.chosen in ("discrete_hazard", "xgboost_aft")
     chosen = results[cmp.chosen]
-    assert chosen["auc_truth"] - chosen["auc"] < 0.045
+    assert chosen["auc_truth"] - chosen["auc"] < 0.04
     assert chosen["decile_cal"] < 0.015
     risk = build_churn_risk(cd, AS_OF, model, model_version="winback-churn/1", frame=score)
     assert list(risk.columns) == CHURN_RISK_COLUMNS and len(risk) == len(score)
