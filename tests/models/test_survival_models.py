@@ -316,3 +316,63 @@ def test_discrete_hazard_bad_inputs() -> None:
         DiscreteHazardChurnModel(min_events=10**6).fit(X)
     with pytest.raises(NotFittedError):
         DiscreteHazardChurnModel().expected_churn_probability(X)
+
+
+def test_renewal_boundaries_per_interval_known_values() -> None:
+    from winback_ml.models.survival_estimators import _renewals_in_interval
+
+    d = np.array([10.0, 10.0, 200.0, 200.0, 0.0, 5.0, np.nan])
+    p = np.array([30.0, 30.0, 365.0, 365.0, 10.0, 30.0, 30.0])
+    k = np.array([0, 2, 6, 5, 0, 0, 0])
+    out = _renewals_in_interval(d, p, k, 30.0)
+    # monthly, next renewal in 10 days: one boundary in [0, 30) at day 10; in [60, 90) at day 70
+    np.testing.assert_allclose(out[:2], [[1, 10], [1, 10]])
+    # annual, 200 days to go: the boundary falls in [180, 210), 20 days in; none in [150, 180)
+    np.testing.assert_allclose(out[2], [1, 20])
+    assert out[3, 0] == 0 and np.isnan(out[3, 1])
+    # a 10-day period has 3 boundaries (0, 10, 20) in [0, 30); unknown schedule: NaN
+    np.testing.assert_allclose(out[4], [3, 0])
+    np.testing.assert_allclose(out[5], [1, 5])
+    assert np.isnan(out[6]).all()
+
+
+def test_discrete_hazard_renewal_features_recover_renewal_churn_better() -> None:
+    """With the billing period known, each interval knows its renewal boundaries: the
+    interval x days-to-renewal x period interaction need not be learnt from the data."""
+    from winback_ml.models.churn_model import DiscreteHazardChurnModel
+
+    # churn only at renewals, hazard sigmoid(-2 + x) per renewal; annual plans renew once a
+    # year, anywhere in the coming year (so an interval holds its boundary or not)
+    rng = np.random.default_rng(1)
+    n = 8000
+    x = rng.normal(size=n)
+    annual = rng.random(n) < 0.4
+    period = np.where(annual, 365.2425, 30.436875)
+    h = special.expit(-2.0 + x)
+    first = rng.uniform(0, 1, n) * period
+    t = first + period * (rng.geometric(h) - 1)
+    follow = rng.uniform(60, 400, n)
+    X = pd.DataFrame(
+        {
+            "x": x,
+            "billing_interval": np.where(annual, "year", "month"),
+            "days_to_renewal": first,
+            "duration_days": np.minimum(t, follow),
+            "event": (t <= follow).astype(int),
+        }
+    )
+    n90 = np.floor(np.maximum(90 - first, 0) / period) + (first <= 90)
+    p_true = 1 - (1 - h) ** n90
+    on = DiscreteHazardChurnModel(n_estimators=150).fit(X)
+    off = DiscreteHazardChurnModel(n_estimators=150, renewal_col=None).fit(X)
+    assert on.renewal_features_ and not off.renewal_features_
+    mae_on = np.abs(on.expected_churn_probability(X, within_days=90) - p_true).mean()
+    mae_off = np.abs(off.expected_churn_probability(X, within_days=90) - p_true).mean()
+    print(f"renewal features: MAE {mae_on:.4f} (on) against {mae_off:.4f} (off)")
+    assert mae_on < 0.02 and mae_on < 0.8 * mae_off  # measured 0.0159 against 0.0239
+    # the per-interval columns are not features of the customer: no driver is named after them
+    c = on.predict_risk_contributions(X)
+    assert set(c.columns) == {"x", "billing_interval", "days_to_renewal"}
+    # a frame without the schedule still scores (unknown schedule), close to the truth on average
+    p_nan = on.expected_churn_probability(X.assign(days_to_renewal=np.nan), within_days=90)
+    assert np.isfinite(p_nan).all()
