@@ -90,3 +90,20 @@ def test_a_bad_refit_period_is_a_clear_error(world):
     cd = load_data(world.tables, as_of=world.end)
     with pytest.raises(ConfigError, match="reason_refit"):
         offer_training_frame(cd, world.end, 30, reason_refit="quarterly")
+
+
+def test_evidence_after_the_lapse_refines_inferred_rows_only(world):
+    """Days lapsed at the assignment and interviews answered by it move inferred reasons only.
+
+    (That they use nothing after the assignment is what the run-date test above checks: the
+    evidence is on by default.)"""
+    cd = load_data(world.tables, as_of=world.end)
+    with_ev = offer_training_frame(cd, world.end, 30)
+    without = offer_training_frame(cd, world.end, 30, reason_evidence=())
+    inferred = (without["reason_source"] == "inferred").to_numpy()
+    a, b = with_ev[PCOLS].to_numpy(float), without[PCOLS].to_numpy(float)
+    np.testing.assert_allclose(a[~inferred], b[~inferred], atol=1e-12)
+    moved = np.abs(a - b).max(axis=1) > 1e-6
+    # days lapsed move every classifier-inferred row (the payment rule's rows stay one-hot)
+    assert moved[inferred].mean() > 0.5
+    np.testing.assert_allclose(a.sum(axis=1), 1.0)
