@@ -5,7 +5,8 @@ For each synthetic world (``make_world(n, seed)``, ``as_of = 2025-09-30``, as in
 feature set, or with a group of features left out):
 
 * **model**: :class:`~winback_ml.models.churn_model.DiscreteHazardChurnModel`
-  (default parameters) fitted on the churn training frame (12 snapshots 30 days
+  (default parameters; the variants ``before`` and ``all_no_renewal`` switch its
+  per-interval renewal features off) fitted on the churn training frame (12 snapshots 30 days
   apart) and scored on the customers active at ``as_of``; compared with
   ``WorldTruth.p_churn(., as_of, 90)`` by
   :func:`~winback_ml.models.evaluation.recovery_metrics` (AUC against outcomes
@@ -16,12 +17,14 @@ feature set, or with a group of features left out):
   reads the truth, so it is a diagnostic only, never part of the product.
 
 The variants share one feature build per world (feature subsets pass through
-``feature_cols``), so the levers are measured on identical data.
+``feature_cols``), so the levers are measured on identical data; the ceiling
+depends on the feature columns only (the renewal features are part of the
+model, not of the frame: the regression sees ``days_to_renewal`` either way).
 
 Usage::
 
     python benchmarks/diag_churn.py                       # seeds 7 11 13, every variant
-    python benchmarks/diag_churn.py --seeds 7 --variants all before
+    python benchmarks/diag_churn.py --seeds 7 --variants all before renewal
     python benchmarks/diag_churn.py --no-ceiling
 
 Writes ``benchmarks/results/diag_churn.json``.
@@ -68,14 +71,24 @@ FEATURE_GROUPS: dict[str, list[str]] = {
 }
 
 
-def variants(columns: list[str]) -> dict[str, list[str]]:
-    """Feature variants: name -> feature columns (only groups present in ``columns`` count)."""
+def variants(columns: list[str]) -> dict[str, tuple[list[str], bool]]:
+    """Feature variants: name -> (feature columns, renewal features of the hazard model on).
+
+    ``before`` is the model as it was (no new feature, no per-interval renewal
+    features); ``renewal`` adds the renewal features only; ``all`` is the model as
+    it is now; ``no_<group>`` leaves one group of new features out of ``all``.
+    """
     new = {c for g in FEATURE_GROUPS.values() for c in g}
-    out = {"all": list(columns), "before": [c for c in columns if c not in new]}
+    old = [c for c in columns if c not in new]
+    out = {
+        "before": (old, False),
+        "renewal": (old, True),
+        "all": (list(columns), True),
+        "all_no_renewal": (list(columns), False),
+    }
     for g, cols in FEATURE_GROUPS.items():
         if any(c in columns for c in cols):
-            out[f"no_{g}"] = [c for c in columns if c not in cols]
-            out[f"before+{g}"] = [c for c in columns if c not in new or c in cols]
+            out[f"no_{g}"] = ([c for c in columns if c not in cols], True)
     return out
 
 
@@ -137,19 +150,31 @@ def run_world(seed: int, n: int, names: list[str] | None, ceiling: bool) -> list
         flush=True,
     )
     rows = []
-    for name, cols in variants(feats).items():
+    ceilings: dict[tuple[str, ...], dict[str, float]] = {}
+    for name, (cols, renewal) in variants(feats).items():
         if names and name not in names:
             continue
         t3 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = DiscreteHazardChurnModel(feature_cols=cols).fit(train)
+            model = DiscreteHazardChurnModel(
+                feature_cols=cols, renewal_col="days_to_renewal" if renewal else None
+            ).fit(train)
         p_hat = model.expected_churn_probability(score, within_days=90)
-        r: dict[str, object] = {"seed": seed, "n": n, "variant": name, "n_features": len(cols)}
+        r: dict[str, object] = {
+            "seed": seed,
+            "n": n,
+            "variant": name,
+            "n_features": len(cols),
+            "renewal_features": renewal,
+        }
         r.update({k: round(v, 4) for k, v in recovery_metrics(p_true[keep], p_hat[keep]).items()})
         if ceiling:
-            pc = ceiling_predictions(score.loc[keep], cols, p_true[keep])
-            c = recovery_metrics(p_true[keep], pc)
+            key = tuple(cols)
+            if key not in ceilings:
+                pc = ceiling_predictions(score.loc[keep], cols, p_true[keep])
+                ceilings[key] = recovery_metrics(p_true[keep], pc)
+            c = ceilings[key]
             r["ceiling_auc"] = round(c["auc"], 4)
             r["ceiling_gap"] = round(c["auc_gap"], 4)
         r["seconds"] = round(time.perf_counter() - t3, 1)
