@@ -10,7 +10,9 @@ Modules
 -------
 episodes   ``build_lapse_episodes``: one row per lapse, with its return
 lapsed     ``build_lapsed_cohort``: who is lapsed now, with context and contact window
-reasons    ``ReasonClassifier``, ``reason_features``, ``infer_reasons``, ``evaluate_reasons``
+reasons    ``ReasonClassifier``, ``reason_features``, ``infer_reasons``, ``evaluate_reasons``;
+           evidence after the lapse: ``ReasonReturnCurves``, ``InterviewReasonModel``,
+           ``refine_reasons``
 segments   ``assign_segments``: hot / warm / lost / misclassified
 playbook   ``DEFAULT_PLAYBOOK``, ``playbook_offer``, ``playbook_policy``
 assemble   ``build_winback_cohort``: all of the above in one call
@@ -32,13 +34,18 @@ from winback_ml.cohort.playbook import (
     playbook_policy,
 )
 from winback_ml.cohort.reasons import (
+    LABEL_NOISE,
+    REASON_EVIDENCE,
     REASONS,
+    InterviewReasonModel,
     ReasonClassifier,
     ReasonEvaluation,
+    ReasonReturnCurves,
     evaluate_reasons,
     infer_reasons,
     reason_features,
     reason_training_set,
+    refine_reasons,
 )
 from winback_ml.cohort.segments import (
     MIN_TRUSTED_QUALITY,
@@ -54,8 +61,13 @@ __all__ = [
     "build_lapsed_cohort",
     "contact_window",
     "REASONS",
+    "LABEL_NOISE",
+    "REASON_EVIDENCE",
     "ReasonClassifier",
     "ReasonEvaluation",
+    "ReasonReturnCurves",
+    "InterviewReasonModel",
+    "refine_reasons",
     "evaluate_reasons",
     "infer_reasons",
     "reason_features",
