@@ -376,3 +376,30 @@ def test_discrete_hazard_renewal_features_recover_renewal_churn_better() -> None
     # a frame without the schedule still scores (unknown schedule), close to the truth on average
     p_nan = on.expected_churn_probability(X.assign(days_to_renewal=np.nan), within_days=90)
     assert np.isfinite(p_nan).all()
+
+
+def test_discrete_hazard_median_time_closed_form_matches_the_curve() -> None:
+    """The closed-form median (log S piecewise linear in t) sits where the curve crosses 0.5,
+    and the grid search it replaces lands on or just after it."""
+    from winback_ml.models.churn_model import DiscreteHazardChurnModel
+
+    X, _ = _renewal_churn_data(n=3000)
+    m = DiscreteHazardChurnModel(n_estimators=80).fit(X)
+    t = m.predict_median_time(X)
+    fin = np.isfinite(t)
+    assert fin.mean() > 0.5
+    s = m._survival_at(X[fin], t[fin][:, None])[:, 0]
+    np.testing.assert_allclose(s, 0.5, atol=1e-6)
+    # conditional on 40 days without churn: S(t) = 0.5 S(40)
+    d = np.full(len(X), 40.0)
+    tc = m._time_at_survival(X, d, 0.5)
+    ok = np.isfinite(tc)
+    ratio = (
+        m._survival_at(X[ok], tc[ok][:, None])[:, 0] / m._survival_at(X[ok], d[ok][:, None])[:, 0]
+    )
+    np.testing.assert_allclose(ratio, 0.5, atol=1e-6)
+    assert (tc[ok] >= 40.0).all()
+    m._time_at_survival = lambda *a, **k: None  # the grid search
+    g = m.predict_median_time(X)
+    assert (np.isfinite(g) == fin).all()
+    assert (g[fin] >= t[fin] - 1e-6).all() and np.median(g[fin] - t[fin]) < 3.0

@@ -641,10 +641,17 @@ class DiscreteHazardSurvival(SurvivalModel):
         )
 
     def _hazards(
-        self, Z: np.ndarray, renew: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        Z: np.ndarray,
+        renew: tuple[np.ndarray, np.ndarray] | None = None,
+        K: int | None = None,
     ) -> np.ndarray:
-        """h_k(x) for every row of the encoded matrix and interval k: (n, K)."""
-        K = self.n_intervals_
+        """h_k(x) for every row of the encoded matrix and interval k < K: (n, K).
+
+        ``K`` defaults to every modelled interval; a smaller one (the intervals a
+        horizon needs) predicts fewer person-period rows.
+        """
+        K = self.n_intervals_ if K is None else max(1, min(int(K), self.n_intervals_))
         h = self.model_.predict(self._matrix(Z, K, renew)).reshape(len(Z), K)
         return np.clip(h, 0.0, 1.0 - 1e-9)
 
@@ -664,11 +671,44 @@ class DiscreteHazardSurvival(SurvivalModel):
         renew = self._renewal_inputs(X) if getattr(self, "renewal_features_", False) else None
         T = np.asarray(T, dtype=float)
         out = np.empty(T.shape, dtype=float)
-        step = max(1, 200_000 // max(self.n_intervals_, 1))  # bounded memory
+        # only the intervals the times reach (P(churn within 90 days) needs 3 of 12)
+        t_max = float(np.nanmax(T)) if T.size else 0.0
+        K = int(min(self.n_intervals_, np.floor(max(t_max, 0.0) / float(self.interval_days)) + 1))
+        step = max(1, 200_000 // max(K, 1))  # bounded memory
         for a in range(0, len(Z), step):
             b = min(a + step, len(Z))
             r = None if renew is None else (renew[0][a:b], renew[1][a:b])
-            out[a:b] = self._survival_from_hazards(self._hazards(Z[a:b], r), T[a:b])
+            out[a:b] = self._survival_from_hazards(self._hazards(Z[a:b], r, K), T[a:b])
+        return out
+
+    def _time_at_survival(self, X: pd.DataFrame, d: np.ndarray, q: float) -> np.ndarray:
+        """Time ``t`` with ``S(t) = q S(d)`` per row, in closed form: ``log S`` is piecewise
+        linear in ``t`` (geometric within an interval, the last hazard beyond the data)."""
+        Z = self.encoder_.transform(X, type(self).__name__)
+        renew = self._renewal_inputs(X) if getattr(self, "renewal_features_", False) else None
+        d = np.asarray(d, dtype=float)
+        w = float(self.interval_days)
+        out = np.empty(len(Z), dtype=float)
+        step = max(1, 200_000 // max(self.n_intervals_, 1))
+        for a in range(0, len(Z), step):
+            b = min(a + step, len(Z))
+            r = None if renew is None else (renew[0][a:b], renew[1][a:b])
+            h = self._hazards(Z[a:b], r)
+            K = h.shape[1]
+            logq = np.log1p(-h)
+            logS_b = np.concatenate([np.zeros((len(h), 1)), np.cumsum(logq, axis=1)], axis=1)
+            target = np.log(q) + np.log(
+                np.maximum(self._survival_from_hazards(h, d[a:b, None])[:, 0], 1e-300)
+            )
+            # first interval whose end is at or below the target (the last one runs on forever)
+            below = logS_b[:, 1:K] <= target[:, None]
+            k = np.where(below.any(axis=1), below.argmax(axis=1), K - 1)
+            rows = np.arange(len(h))
+            lq = logq[rows, k]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = (target - logS_b[rows, k]) / lq
+            t = w * (k + np.where(lq < 0, frac, np.inf))
+            out[a:b] = np.where(np.isfinite(t), np.maximum(t, d[a:b]), np.inf)
         return out
 
     def _contributions(self, X: pd.DataFrame) -> np.ndarray:
