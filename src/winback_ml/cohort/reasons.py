@@ -589,10 +589,16 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.pipeline import Pipeline, make_pipeline
         from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-        if not 0.0 <= float(self.label_noise) < 1.0 or not 0.0 <= float(self.noise_to_other) <= 1:
+        if (
+            not 0.0 <= float(self.label_noise) < 1.0
+            or not 0.0 <= float(self.noise_to_other) <= 1
+            or int(self.noise_iter) != self.noise_iter
+            or self.noise_iter < 0
+        ):
             raise ModelError(
-                "ReasonClassifier needs 0 <= label_noise < 1 and 0 <= noise_to_other <= 1. Got "
-                f"label_noise={self.label_noise!r}, noise_to_other={self.noise_to_other!r}."
+                "ReasonClassifier needs 0 <= label_noise < 1, 0 <= noise_to_other <= 1 and an "
+                f"integer noise_iter >= 0. Got label_noise={self.label_noise!r}, "
+                f"noise_to_other={self.noise_to_other!r}, noise_iter={self.noise_iter!r}."
             )
         if not isinstance(X, pd.DataFrame):
             raise ModelError(
@@ -723,7 +729,10 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         The feature transform (scaling, one-hot, TF-IDF vocabulary) stays as
         fitted on the rows themselves; only the logistic regression is
         refitted, on each row repeated once per reason with a posterior of at
-        least 1 % (weights = the posterior, renormalised).
+        least 1 % (weights = the posterior, renormalised), and always once with its
+        stated reason (even below 1 %: every stated reason stays a class of the model, and
+        the warm start keeps its shape). ``relabelled_share_`` is read from the posterior
+        under the final fit, before any truncation.
         """
         feats = self.pipeline_.named_steps["features"]
         model = self.pipeline_.named_steps["model"]
@@ -737,18 +746,27 @@ class ReasonClassifier(ClassifierMixin, BaseEstimator):
         # each EM step starts from the previous coefficients (a few solver iterations each)
         warm = model.get_params().get("warm_start", False)
         model.set_params(warm_start=True)
-        for _ in range(int(self.noise_iter)):
+        own = np.eye(len(cls), dtype=bool)[s_idx]
+
+        def posterior() -> np.ndarray:
             P = np.zeros((len(y), len(cls)))
             P[:, np.searchsorted(cls, model.classes_)] = model.predict_proba(Z)
             Q = P * M[:, s_idx].T
             tot = Q.sum(axis=1, keepdims=True)
-            Q = np.where(tot > 0, Q / np.where(tot > 0, tot, 1.0), np.eye(len(cls))[s_idx])
-            Q = np.where(Q >= 0.01, Q, 0.0)
-            Q /= Q.sum(axis=1, keepdims=True)
-            rows, cols = np.nonzero(Q)
-            model.fit(Z[rows], cls[cols], sample_weight=Q[rows, cols])
-        model.set_params(warm_start=warm)
-        self.relabelled_share_ = float(np.mean(1.0 - Q[np.arange(len(y)), s_idx]))
+            return np.where(tot > 0, Q / np.where(tot > 0, tot, 1.0), own.astype(float))
+
+        try:
+            for _ in range(int(self.noise_iter)):
+                Q = posterior()
+                # a rare stated reason whose rows all fall below 1 % would drop out of the
+                # classes (and break the warm start): the stated reason is always kept
+                Q = np.where((Q >= 0.01) | own, Q, 0.0)
+                Q /= Q.sum(axis=1, keepdims=True)
+                rows, cols = np.nonzero(Q)
+                model.fit(Z[rows], cls[cols], sample_weight=Q[rows, cols])
+        finally:
+            model.set_params(warm_start=warm)
+        self.relabelled_share_ = float(np.mean(1.0 - posterior()[own]))
 
     def _text(self, X: pd.DataFrame) -> pd.Series | None:
         if self.text_col not in X.columns:
@@ -1218,6 +1236,7 @@ class InterviewReasonModel:
         cut = pd.Timestamp(cutoff)
         if interviews is None or interviews.empty or episodes.empty:
             return self
+        episodes = episodes.reset_index(drop=True)  # the next-lapse lookup needs a unique index
         require_columns(interviews, ["customer_id", "answered_at"], "The 'interviews' table")
         require_columns(
             episodes, ["customer_id", "ended_at", "stated_reason"], "The 'episodes' frame"
@@ -1345,7 +1364,8 @@ def refine_reasons(
     Returns
     -------
     DataFrame like ``reasons`` (a copy; ``attrs`` kept, plus
-    ``refined`` = the number of rows changed).
+    ``refined`` = the number of inferred rows weighed with the evidence; a row lapsed
+    0 days reads ``S_r(0) = 1`` and keeps its probabilities).
     """
     out = reasons.copy()
     out.attrs.update(reasons.attrs)
