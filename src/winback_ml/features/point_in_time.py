@@ -196,9 +196,20 @@ def _asof_sums(
 
     Vectorised with one ``merge_asof`` on per-customer cumulative sums.
     """
+    return _asof_sums_lags(keys, rows, time_col, values, (lag_days,))[0]
+
+
+def _asof_sums_lags(
+    keys: pd.DataFrame,
+    rows: pd.DataFrame,
+    time_col: str,
+    values: list[str],
+    lags_days: Sequence[float],
+) -> list[np.ndarray]:
+    """:func:`_asof_sums` at several lags; the rows are sorted and summed once."""
     n = len(keys)
     if rows is None or len(rows) == 0:
-        return np.zeros((n, len(values)))
+        return [np.zeros((n, len(values))) for _ in lags_days]
     r = rows[["customer_id", time_col, *values]].dropna(subset=[time_col])
     r = r.sort_values(["customer_id", time_col], kind="mergesort")
     cum = r.groupby("customer_id", sort=False)[values].cumsum()
@@ -207,16 +218,19 @@ def _asof_sums(
         [r[["customer_id"]], r[[time_col]].rename(columns={time_col: "__t"}), cum], axis=1
     )
     right = right.sort_values("__t", kind="mergesort")
-    left = pd.DataFrame(
-        {
-            "customer_id": keys["customer_id"].to_numpy(),
-            "__t": keys["at"].to_numpy() - np.timedelta64(int(lag_days * 86400), "s"),
-            "__i": np.arange(n),
-        }
-    ).sort_values("__t", kind="mergesort")
-    m = pd.merge_asof(left, right, on="__t", by="customer_id", direction="backward")
-    m = m.sort_values("__i")
-    return m[list(cum.columns)].fillna(0.0).to_numpy(dtype=float)
+    out = []
+    for lag in lags_days:
+        left = pd.DataFrame(
+            {
+                "customer_id": keys["customer_id"].to_numpy(),
+                "__t": keys["at"].to_numpy() - np.timedelta64(int(lag * 86400), "s"),
+                "__i": np.arange(n),
+            }
+        ).sort_values("__t", kind="mergesort")
+        m = pd.merge_asof(left, right, on="__t", by="customer_id", direction="backward")
+        m = m.sort_values("__i")
+        out.append(m[list(cum.columns)].fillna(0.0).to_numpy(dtype=float))
+    return out
 
 
 def _asof_last(
@@ -333,6 +347,7 @@ def _engagement_fit(
 
 
 _NO_SUB = pd.Timestamp("1970-01-01")
+_TAU_REF = np.datetime64("2000-01-01T00:00:00", "ns")
 _ENGAGEMENT_FEATURES = [
     "sub_weeks_observed",
     "engagement_slope",
@@ -363,7 +378,11 @@ def _asof_first_after(
 
 
 def _subscription_engagement(
-    K: pd.DataFrame, u: pd.DataFrame, started: pd.Series, days_to_renewal: np.ndarray
+    K: pd.DataFrame,
+    u: pd.DataFrame,
+    started: pd.Series,
+    days_to_renewal: np.ndarray,
+    hi: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Usage trajectory of each row's current subscription (weeks complete by ``at``).
 
@@ -372,6 +391,7 @@ def _subscription_engagement(
     fit of :func:`_engagement_fit`; its fitted weekly sessions at ``at``, at the
     next renewal boundary and 90 days on are the engagement features (an
     engagement that decays shows in the slope long before the sessions reach 0).
+    ``hi`` holds each row's sums of ``s`` and ``ts`` over the usage weeks done by ``at``.
     """
     n = len(K)
     at = K["at"].to_numpy(dtype="datetime64[ns]")
@@ -388,10 +408,8 @@ def _subscription_engagement(
     n_w = np.zeros(n)
     n_w[ok] = ((last[ok] - first[ok]) / week).astype(float) + 1.0
     # sums over the window: (done <= at) minus (week_start before the subscription's start)
-    ref = np.datetime64("2000-01-01T00:00:00", "ns")
-    tau = (u["week_start"].to_numpy(dtype="datetime64[ns]") - ref) / np.timedelta64(1, "D")
-    uu = u[["customer_id", "week_start", "done", "s"]].assign(ts=tau / _MONTH_DAYS * u["s"])
-    hi = _asof_sums(K, uu, "done", ["s", "ts"])
+    ref = _TAU_REF
+    uu = u[["customer_id", "week_start", "s", "ts"]]
     lo = _asof_sums(
         pd.DataFrame({"customer_id": K["customer_id"].to_numpy(), "at": _before(started, _NO_SUB)}),
         uu,
@@ -594,9 +612,10 @@ def build_customer_features(
             f=pd.to_numeric(cd.usage["features_used"], errors="coerce").fillna(0.0).astype(float),
             act=(pd.to_numeric(cd.usage["sessions"], errors="coerce").fillna(0) > 0).astype(float),
         )
-        now = _asof_sums(K, u, "done", ["s", "m", "f"])
-        w8 = _asof_sums(K, u, "done", ["s", "m", "f"], lag_days=56)
-        w26 = _asof_sums(K, u, "done", ["s", "m", "f"], lag_days=182)
+        # ts: sessions x months since 2000 (the engagement fit's first moment)
+        tau = (u["week_start"].to_numpy(dtype="datetime64[ns]") - _TAU_REF) / np.timedelta64(1, "D")
+        u["ts"] = tau / _MONTH_DAYS * u["s"].to_numpy(float)
+        now, w8, w26, w4 = _asof_sums_lags(K, u, "done", ["s", "m", "f", "ts"], (0, 56, 182, 28))
         out["sessions_8w"] = (now[:, 0] - w8[:, 0]) / 8.0
         out["minutes_8w"] = (now[:, 1] - w8[:, 1]) / 8.0
         out["features_used_8w"] = (now[:, 2] - w8[:, 2]) / 8.0
@@ -612,8 +631,10 @@ def build_customer_features(
             out["features_per_session"] = np.where(
                 now[:, 0] > 0, now[:, 2] / np.maximum(now[:, 0], 1.0), np.nan
             )
-        out["sessions_4w"] = (now[:, 0] - _asof_sums(K, u, "done", ["s"], lag_days=28)[:, 0]) / 4.0
-        eng = _subscription_engagement(K, u, started, out["days_to_renewal"].to_numpy(float))
+        out["sessions_4w"] = (now[:, 0] - w4[:, 0]) / 4.0
+        eng = _subscription_engagement(
+            K, u, started, out["days_to_renewal"].to_numpy(float), now[:, [0, 3]]
+        )
         for c, v in eng.items():
             out[c] = v
         last_act = pd.to_datetime(_asof_last(K, u[u["act"] > 0], "done", ["s"])["__t"])
