@@ -207,11 +207,9 @@ def build_plan(
     eps = build_lapse_episodes(cd, T)
     feats = reason_features(cd, eps, T)
     cohort = build_lapsed_cohort(cd, T, window_days=cfg.lapsed_window_days)
-    bad = sorted(set(reason_evidence) - set(REASON_EVIDENCE))
-    if bad:
-        raise ConfigError(
-            f"reason_evidence must be a subset of {list(REASON_EVIDENCE)}. Got {bad}."
-        )
+    from winback_ml.models.uplift_offer import check_reason_evidence
+
+    reason_evidence = check_reason_evidence(reason_evidence)
     reasons = infer_reasons(
         cd, cohort, T, classifier=reason_classifier, episodes=eps, features=feats
     )
@@ -305,10 +303,10 @@ def build_plan(
             T,
             reason_evidence,
         )
-        if post.attrs.get("refined"):
+        if post.attrs.get("refined") and post.attrs.get("evidence_used"):
             notes.append(
                 f"inferred reasons of {post.attrs['refined']} customers refined with "
-                f"{' and '.join(reason_evidence)} (reason_evidence)."
+                f"{' and '.join(post.attrs['evidence_used'])} (reason_evidence)."
             )
         F = offer_features(cohort, post, behaviour=behaviour_rows(feats, cohort))
     if outcomes is None:

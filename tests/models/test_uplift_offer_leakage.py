@@ -107,3 +107,50 @@ def test_evidence_after_the_lapse_refines_inferred_rows_only(world):
     # days lapsed move every classifier-inferred row (the payment rule's rows stay one-hot)
     assert moved[inferred].mean() > 0.5
     np.testing.assert_allclose(a.sum(axis=1), 1.0)
+
+
+def test_an_unknown_reason_evidence_is_a_clear_error(world):
+    """A typo (or a bare string) in ``reason_evidence`` used to be skipped silently in the
+    training frame: the model was then trained without the evidence the caller asked for."""
+    from winback_ml.exceptions import ConfigError
+
+    cd = load_data(world.tables, as_of=world.end)
+    with pytest.raises(ConfigError, match="reason_evidence.*'interview'"):
+        offer_training_frame(cd, world.end, 30, reason_evidence=("interview",))
+    with pytest.raises(ConfigError, match=r"\('interviews',\)"):
+        offer_training_frame(cd, world.end, 30, reason_evidence="interviews")
+
+
+def test_evidence_used_names_what_was_weighed(world):
+    """Without an interviews table only the days lapsed refine the cohort's inferred reasons
+    (the same probabilities as asking for the days alone), and ``evidence_used`` says so;
+    the plan's note is built from it (it used to name the interviews regardless)."""
+    from winback_ml.cohort.episodes import build_lapse_episodes
+    from winback_ml.cohort.lapsed import build_lapsed_cohort
+    from winback_ml.cohort.reasons import infer_reasons
+    from winback_ml.models.uplift_offer import refine_with_evidence
+
+    T = world.end
+    full = load_data(world.tables, as_of=T)
+    bare = load_data({k: v for k, v in world.tables.items() if k != "interviews"}, as_of=T)
+    out = {}
+    for name, cd, ev in (
+        ("full", full, ("days_lapsed", "interviews")),
+        ("days", full, ("days_lapsed",)),
+        ("bare", bare, ("days_lapsed", "interviews")),
+    ):
+        eps = build_lapse_episodes(cd, T)
+        cohort = build_lapsed_cohort(cd, T)
+        r = infer_reasons(cd, cohort, T, episodes=eps)
+        lapses = cohort[["customer_id", "ended_at"]]
+        out[name] = refine_with_evidence(cd, eps, r, lapses, T, cohort["days_lapsed"], T, ev)
+    assert out["full"].attrs["evidence_used"] == ("days_lapsed", "interviews")
+    assert out["days"].attrs["evidence_used"] == ("days_lapsed",)
+    assert out["bare"].attrs["evidence_used"] == ("days_lapsed",)
+    np.testing.assert_allclose(
+        out["bare"][PCOLS].to_numpy(float), out["days"][PCOLS].to_numpy(float), atol=1e-12
+    )
+    # the interviews do move some inferred cohort members on this world
+    moved = np.abs(out["full"][PCOLS].to_numpy(float) - out["days"][PCOLS].to_numpy(float))
+    assert (moved.max(axis=1) > 1e-6).sum() >= 3
+    np.testing.assert_allclose(out["full"][PCOLS].to_numpy(float).sum(axis=1), 1.0)

@@ -77,6 +77,7 @@ __all__ = [
     "offer_features",
     "offer_training_frame",
     "refine_with_evidence",
+    "check_reason_evidence",
 ]
 
 REASONS: tuple[str, ...] = tuple(r for r in CANCEL_REASONS if r != "unknown")
@@ -236,6 +237,12 @@ def refine_with_evidence(
     days_lapsed : one per row, measured at the row's ``at``
     at : the time each row is scored (one, or one per row)
     evidence : subset of :data:`~winback_ml.cohort.reasons.REASON_EVIDENCE`
+        (a name outside it is a ConfigError, not silently skipped)
+
+    Returns
+    -------
+    DataFrame like ``reasons``; ``attrs["evidence_used"]`` names the evidence that was
+    weighed (``"interviews"`` only when some inferred row had a trusted interview to read).
     """
     from winback_ml.cohort.reasons import (
         InterviewReasonModel,
@@ -243,8 +250,11 @@ def refine_with_evidence(
         refine_reasons,
     )
 
+    evidence = check_reason_evidence(evidence)
     if not evidence or not len(reasons):
-        return reasons
+        out = reasons.copy()
+        out.attrs["evidence_used"] = ()
+        return out
     curves = ReasonReturnCurves().fit(episodes, cutoff) if "days_lapsed" in evidence else None
     ratio = None
     if "interviews" in evidence:
@@ -253,8 +263,38 @@ def refine_with_evidence(
         inferred = (reasons["reason_rule"] == "classifier").to_numpy()
         # fit only when some inferred row has a trusted interview to read
         if iv is not None and len(iv) and (ivm.interviewed(iv, lapses, at) & inferred).any():
-            ratio = ivm.fit(iv, episodes, cutoff).ratios_for(iv, lapses, at)
-    return refine_reasons(reasons, days_lapsed if curves is not None else None, curves, ratio)
+            ivm.fit(iv, episodes, cutoff)
+            if ivm.fitted_:
+                ratio = ivm.ratios_for(iv, lapses, at)
+    out = refine_reasons(reasons, days_lapsed if curves is not None else None, curves, ratio)
+    used = ("days_lapsed",) if curves is not None else ()
+    out.attrs["evidence_used"] = used + (("interviews",) if ratio is not None else ())
+    return out
+
+
+def check_reason_evidence(evidence: Any) -> tuple[str, ...]:
+    """``evidence`` as a tuple of names of :data:`~winback_ml.cohort.reasons.REASON_EVIDENCE`.
+
+    Raises
+    ------
+    ConfigError
+        For a single string (``"interviews"`` is not ``("interviews",)``) or an unknown name.
+    """
+    if evidence is None:
+        return ()
+    if isinstance(evidence, str):
+        raise ConfigError(
+            f"reason_evidence must be a tuple of names from {list(REASON_EVIDENCE)}, not the "
+            f"string {evidence!r}. Write ({evidence!r},)."
+        )
+    ev = tuple(evidence)
+    bad = sorted({str(e) for e in ev} - set(REASON_EVIDENCE))
+    if bad:
+        raise ConfigError(
+            f"reason_evidence must be a subset of {list(REASON_EVIDENCE)}. Got {bad}; fix the "
+            "name or pass () for no evidence."
+        )
+    return ev
 
 
 def offer_features(
@@ -422,6 +462,7 @@ def offer_training_frame(
     )
     from winback_ml.models.uplift_campaigns import build_campaign_outcomes
 
+    reason_evidence = check_reason_evidence(reason_evidence)
     out = build_campaign_outcomes(data, as_of, attribution_window_days)
     if out.empty:
         return out
