@@ -181,8 +181,9 @@ def build_plan(
     as_of : the run date (default: the data's latest timestamp)
     config : business config (path, dict or BusinessConfig)
     return_model : ``"kaplan_meier"`` (by reason) or ``"weibull_cure"`` (features)
-    reason_classifier : an unfitted ReasonClassifier as the template of every reason fit
-        (default settings when None)
+    reason_classifier : a ReasonClassifier as the template of every reason fit (default
+        settings when None); a fitted one is cloned and refitted as of ``as_of``, never used
+        as is (it may have learnt from lapses after ``as_of``)
     reason_evidence : what refines the inferred reasons of the response model's inputs
         (:data:`REASON_EVIDENCE`): ``"days_lapsed"`` (still away after so many days,
         :class:`~winback_ml.cohort.reasons.ReasonReturnCurves`) and ``"interviews"``
@@ -210,6 +211,11 @@ def build_plan(
     from winback_ml.models.uplift_offer import check_reason_evidence
 
     reason_evidence = check_reason_evidence(reason_evidence)
+    if reason_classifier is not None:
+        from sklearn.base import clone
+
+        # a template only: a fitted classifier may have learnt from lapses after as_of
+        reason_classifier = clone(reason_classifier)
     reasons = infer_reasons(
         cd, cohort, T, classifier=reason_classifier, episodes=eps, features=feats
     )

@@ -154,3 +154,23 @@ def test_evidence_used_names_what_was_weighed(world):
     moved = np.abs(out["full"][PCOLS].to_numpy(float) - out["days"][PCOLS].to_numpy(float))
     assert (moved.max(axis=1) > 1e-6).sum() >= 3
     np.testing.assert_allclose(out["full"][PCOLS].to_numpy(float).sum(axis=1), 1.0)
+
+
+def test_the_plan_refits_a_fitted_reason_classifier_as_of_the_run_date(world):
+    """``build_plan(reason_classifier=)`` takes a template. A classifier already fitted (here
+    on the whole history with the stated reasons shuffled: nothing it says is true) used to
+    be applied as is to the cohort, so a plan for an earlier run date could read a model
+    trained on later lapses."""
+    from winback_ml.cohort.reasons import ReasonClassifier
+    from winback_ml.scoring import build_plan
+
+    as_of = world.end - pd.Timedelta(days=120)
+    cd = load_data(world.tables, as_of=world.end)
+    X, y = reason_training_set(reason_features(cd, None, world.end))
+    rng = np.random.default_rng(0)
+    wrong = ReasonClassifier(use_text=False).fit(X, rng.permutation(y.to_numpy()))
+    a = build_plan(world.tables, as_of, None, reason_classifier=wrong)
+    b = build_plan(world.tables, as_of, None, reason_classifier=ReasonClassifier(use_text=False))
+    assert (a.cohort["reason_source"] == "inferred").sum() > 20
+    assert (a.cohort["cancel_reason"] == b.cohort["cancel_reason"]).all()
+    pd.testing.assert_frame_equal(a.features, b.features)
