@@ -407,3 +407,39 @@ def test_interview_model_accepts_episodes_with_a_repeated_index(world_data, worl
     b = InterviewReasonModel().fit(world_data.interviews, twice, world.end)
     assert b.fitted_ and b.n_train_ == a.n_train_
     assert b.vectorizer_.vocabulary_ == a.vectorizer_.vocabulary_
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [
+        list(REASONS),
+        ["too_expensive", "unused"],
+        ["other", "unused"],
+        ["payment_failed", "unused"],
+        ["other", "payment_failed", "too_expensive", "unused"],
+    ],
+)
+@pytest.mark.parametrize("to_other", [0.0, 0.5, 1.0])
+def test_misreport_matrix_is_a_stochastic_matrix(classes, to_other):
+    """Rows are distributions for any class set (with or without 'other' / payment_failed)."""
+    M = ReasonClassifier(label_noise=0.2, noise_to_other=to_other).misreport_matrix(classes)
+    assert (M >= 0).all() and np.allclose(M.sum(axis=1), 1.0)
+    vol = [i for i, c in enumerate(classes) if c != "payment_failed"]
+    if len(vol) >= 2:
+        assert np.allclose(M[vol, vol], 0.8)  # the diagonal of the voluntary reasons
+    if "payment_failed" in classes:
+        j = classes.index("payment_failed")
+        assert M[j, j] == 1.0 and M[:, j].sum() == 1.0
+
+
+def test_return_curves_without_any_stated_lapse_are_no_evidence():
+    """No stated lapse by the cut-off (all unstated, or all later): every curve is 1 and the
+    inferred probabilities are left as they are (no NaN, rows still sum to 1)."""
+    eps, cutoff = _episodes()
+    none_stated = eps.assign(stated_reason=None)
+    for frame, cut in ((none_stated, cutoff), (eps, eps["ended_at"].min() - pd.Timedelta(days=1))):
+        c = ReasonReturnCurves().fit(frame, cut)
+        assert (c.curves_.to_numpy() == 1.0).all()
+        out = refine_reasons(_reasons_frame(0.3), [90.0], curves=c)
+        assert out.loc[0, "p_accidental"] == pytest.approx(0.3)
+        assert np.isclose(out[[f"p_{x}" for x in REASONS]].to_numpy().sum(), 1.0)
