@@ -440,9 +440,7 @@ def plot_calibration(comparison: ModelComparison, horizon: int = 30) -> Any:
     return fig
 
 
-def recovery_metrics(
-    p_true: Any, p_hat: Any, draws: int = 20, seed: int = 0
-) -> dict[str, float]:
+def recovery_metrics(p_true: Any, p_hat: Any, draws: int = 20, seed: int = 0) -> dict[str, float]:
     """How well predicted probabilities recover known true probabilities.
 
     Parameters
