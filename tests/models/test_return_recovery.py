@@ -164,8 +164,9 @@ def test_churn_model_recovers_the_true_probabilities(world20k) -> None:
     print(pd.DataFrame(results).T.round(4))
     # Goal: AUC within 0.03 of the truth's. Measured (12 snapshots 30 days apart), this world:
     # the discrete-time hazard model reaches 0.7443 against the truth's 0.7732 (gap 0.0289; MAE
-    # 0.034, decile calibration 0.0086). Seeds 11 and 13 (same rule): SEE_DOCS. Before this
-    # issue's last step: 0.7398 (gap 0.0334). Lever by lever (benchmarks/diag_churn.py): the
+    # 0.034, decile calibration 0.0086). Same rule on make_world(20000, seed=11): 0.7464 against
+    # 0.7722 (gap 0.0258, decile cal. 0.0039); seed=13: 0.7460 against 0.7705 (gap 0.0245,
+    # 0.0046). Before this last step: seeds 7 / 11 / 13 gaps 0.0334 / 0.0310 / 0.0316. Lever by lever (benchmarks/diag_churn.py): the
     # per-interval renewal features of the hazard model (how many renewal boundaries fall in the
     # interval, where the first does) +0.0037; the subscription's fitted usage trajectory and
     # failures per renewal attempt +0.0008. A boosted regression fitted on the *true*
