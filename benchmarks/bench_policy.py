@@ -22,9 +22,19 @@ affinity as covariates, model refitted), the true channel reach (e-mail and
 SMS reach as the consent columns, model refitted), the true ``p0`` (no
 contact), the true LTV by offer, and all of them together.
 
+With ``--bounds`` it measures what the *true* mechanism would earn with
+less than full knowledge (also a diagnostic): each customer gets the offer
+that maximises the true expected incremental profit averaged over the
+model's reason probabilities (``p_<reason>``, what the product knows of the
+reason), with the true latent traits; then the same with the response traits
+(price sensitivity, deal seeking, feature need, affinity), the channel reach,
+or both replaced by their cohort means (no per-customer knowledge of them).
+The gap between these bounds and the policy is what the response model
+loses; the gap between the bounds and 1 is what the missing knowledge costs.
+
 Usage::
 
-    python benchmarks/bench_policy.py --seeds 1 2 3 --customers 20000 [--decompose]
+    python benchmarks/bench_policy.py --seeds 1 2 3 --customers 20000 [--decompose] [--bounds]
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from winback_ml.config import load_config
 from winback_ml.data.synthetic import make_world
 from winback_ml.scoring import BLANKET_OFFER, _first_consented, build_plan, policy_frame
 
-__all__ = ["LEVERS", "reason_quality", "run_seed", "decompose", "levers", "main"]
+__all__ = ["LEVERS", "reason_quality", "run_seed", "decompose", "bounds", "levers", "main"]
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_policy.json"
 
@@ -99,6 +109,7 @@ def run_seed(
     config: dict | None = None,
     decompose_gap: bool = False,
     lever: dict | None = None,
+    with_bounds: bool = False,
     world=None,
 ) -> dict:
     """One world: the four policies' exact expected incremental profit and the ratios."""
@@ -136,6 +147,8 @@ def run_seed(
     claimed = plan.targets.attrs["summary"]["expected_incremental_profit"]
     tg = plan.targets
     extra = {"decomposition": decompose(w, plan, cfg)} if decompose_gap else {}
+    if with_bounds:
+        extra["bounds"] = bounds(w, plan, cfg)
     return {
         **extra,
         "seed": seed,
@@ -268,6 +281,56 @@ def decompose(w, plan, cfg) -> dict[str, float]:
     return out
 
 
+#: Latent traits averaged over the cohort in the ``--bounds`` variants.
+_RESPONSE_TRAITS = ("price_sensitivity", "deal_seeker", "feature_need", "affinity")
+_REACH_TRAITS = ("resp_email", "resp_sms", "resp_in_app")
+
+
+def bounds(w, plan, cfg) -> dict[str, float]:
+    """True-mechanism policies with the reason known only as the model's probabilities (/ oracle).
+
+    Diagnostic: for every catalog offer x channel, the true expected incremental
+    profit of each customer under each reason, averaged with the plan's
+    ``p_<reason>``; the best positive one is chosen and valued under the true
+    reason. ``no_response_traits`` / ``no_reach`` / ``neither`` replace those
+    latent traits by their cohort mean when choosing (consent stays known).
+    Budgets and cost caps are not applied (the default config has none).
+    """
+    from winback_ml.data.truth import TRUE_REASONS
+    from winback_ml.models.uplift_offer import REASONS
+
+    T, as_of, coh = w.truth, w.end, plan.cohort
+    ids = coh["customer_id"].to_numpy()
+    ctx = T._eip_context(ids, as_of, cfg)
+    probs = plan.features[[f"p_{r}" for r in REASONS]].to_numpy(float)
+    combos = [(o, ch) for o in cfg.offer_catalog() for ch in cfg.channels]
+    true_eip = np.column_stack(
+        [np.nan_to_num(T._eip_from(ctx, o, ch)["eip"], nan=-np.inf) for o, ch in combos]
+    )
+    oracle = float(np.maximum(true_eip.max(axis=1), 0.0).sum())
+    rows = np.arange(len(ids))
+
+    def value(averaged: tuple[str, ...]) -> float:
+        lat = dict(ctx["L"])
+        for k in averaged:
+            lat[k] = np.full(len(ids), float(np.mean(lat[k])))
+        exp_eip = np.zeros_like(true_eip)
+        for k, r in enumerate(REASONS):
+            c = {**ctx, "resp": {}, "L": lat, "reason": np.full(len(ids), TRUE_REASONS.index(r))}
+            for j, (o, ch) in enumerate(combos):
+                exp_eip[:, j] += probs[:, k] * np.nan_to_num(T._eip_from(c, o, ch)["eip"])
+        pick = exp_eip.argmax(axis=1)
+        got = np.where(exp_eip[rows, pick] > 0, true_eip[rows, pick], 0.0)
+        return round(float(np.where(np.isfinite(got), got, 0.0).sum()) / oracle, 4)
+
+    return {
+        "reasons_as_probabilities": value(()),
+        "no_response_traits": value(_RESPONSE_TRAITS),
+        "no_reach": value(_REACH_TRAITS),
+        "neither": value(_RESPONSE_TRAITS + _REACH_TRAITS),
+    }
+
+
 def levers(seed: int, customers: int) -> dict[str, dict]:
     """Policy / oracle and inferred-reason quality with the levers of :data:`LEVERS` added in turn."""
     w = make_world(customers, seed)
@@ -285,6 +348,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--customers", type=int, default=20000)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--decompose", action="store_true", help="also swap in true inputs")
+    ap.add_argument(
+        "--bounds", action="store_true", help="also the true mechanism with partial knowledge"
+    )
     ap.add_argument(
         "--levers", action="store_true", help="the reason levers one at a time (LEVERS) instead"
     )
@@ -311,9 +377,11 @@ def main(argv: list[str] | None = None) -> dict:
         return res_l
     runs = []
     for s in a.seeds:
-        r = run_seed(s, a.customers, decompose_gap=a.decompose)
+        r = run_seed(s, a.customers, decompose_gap=a.decompose, with_bounds=a.bounds)
         if a.decompose:
             print(f"seed {s}: decomposition (policy / oracle): {r['decomposition']}", flush=True)
+        if a.bounds:
+            print(f"seed {s}: bounds (/ oracle): {r['bounds']}", flush=True)
         runs.append(r)
         q = r["ratios"]
         print(
