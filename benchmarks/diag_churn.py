@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from winback_ml.features.point_in_time import ENGAGEMENT_FEATURES, PAYMENT_PROPENSITY_FEATURES
+
 __all__ = ["FEATURE_GROUPS", "variants", "ceiling_predictions", "run_world", "main"]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "diag_churn.json"
@@ -50,24 +52,8 @@ AS_OF = pd.Timestamp("2025-09-30")
 
 #: The churn features added for issue #5 (item 5), by lever. "before" leaves all of them out.
 FEATURE_GROUPS: dict[str, list[str]] = {
-    "engagement": [
-        "sub_weeks_observed",
-        "sessions_4w",
-        "engagement_slope",
-        "engagement_now",
-        "engagement_next_renewal",
-        "engagement_90d",
-    ],
-    "payment": [
-        "n_renewal_attempts",
-        "payment_failure_propensity",
-        "n_payment_failures_sub",
-    ],
-    "price": [
-        "discount_share",
-        "discount_ends_90d",
-        "price_vs_list",
-    ],
+    "engagement": list(ENGAGEMENT_FEATURES),
+    "payment": list(PAYMENT_PROPENSITY_FEATURES),
 }
 
 

@@ -41,6 +41,8 @@ __all__ = [
     "FEATURE_COLUMNS",
     "NUMERIC_FEATURES",
     "CHURN_ONLY_FEATURES",
+    "ENGAGEMENT_FEATURES",
+    "PAYMENT_PROPENSITY_FEATURES",
     "ENGAGEMENT_PRIOR",
     "PAYMENT_FAILURE_PRIOR",
     "CATEGORICAL_FEATURES",
@@ -52,6 +54,25 @@ _DAY = pd.Timedelta(days=1)
 _EARLY = pd.Timestamp("1677-09-22")
 
 #: Categorical features (one-hot encoded by the models).
+#: The current subscription's usage trajectory (Poisson log-linear fit, see ``_engagement_fit``).
+ENGAGEMENT_FEATURES = [
+    "sub_weeks_observed",
+    "sessions_4w",
+    "engagement_slope",
+    "engagement_now",
+    "engagement_next_renewal",
+    "engagement_90d",
+]
+#: Payment failures per renewal attempt.
+PAYMENT_PROPENSITY_FEATURES = [
+    "n_renewal_attempts",
+    "payment_failure_propensity",
+    "n_payment_failures_sub",
+]
+#: Features of the running subscription's path to its next renewals, for the churn frames only
+#: (the return frames leave them out): the fitted usage trajectory and failures per attempt.
+CHURN_ONLY_FEATURES = [*ENGAGEMENT_FEATURES, *PAYMENT_PROPENSITY_FEATURES]
+
 CATEGORICAL_FEATURES = [
     "plan_tier",
     "billing_interval",
@@ -103,30 +124,7 @@ NUMERIC_FEATURES = [
     "how_to_rate",
     "payment_failure_rate",
     "leave_strength",
-    # current subscription's usage trajectory (Poisson log-linear fit, see _engagement_fit)
-    "sub_weeks_observed",
-    "sessions_4w",
-    "engagement_slope",
-    "engagement_now",
-    "engagement_next_renewal",
-    "engagement_90d",
-    # payment failures per renewal attempt
-    "n_renewal_attempts",
-    "payment_failure_propensity",
-    "n_payment_failures_sub",
-]
-#: Features of the running subscription's path to its next renewals, for the churn frames only
-#: (the return frames leave them out): the fitted usage trajectory and failures per attempt.
-CHURN_ONLY_FEATURES = [
-    "sub_weeks_observed",
-    "sessions_4w",
-    "engagement_slope",
-    "engagement_now",
-    "engagement_next_renewal",
-    "engagement_90d",
-    "n_renewal_attempts",
-    "payment_failure_propensity",
-    "n_payment_failures_sub",
+    *CHURN_ONLY_FEATURES,
 ]
 #: Every feature column, in output order (after ``customer_id`` and ``at``).
 FEATURE_COLUMNS = NUMERIC_FEATURES + CATEGORICAL_FEATURES
