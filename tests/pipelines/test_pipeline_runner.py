@@ -343,22 +343,37 @@ def test_data_and_as_of_cannot_be_set_for_one_step(tmp_path: Path, events_folder
     assert plan.step_parameters["a"]["as_of"] == "2025-05-01"
 
 
-def test_failure_record_masks_url_passwords(tmp_path: Path) -> None:
-    # the password arrives only as a run parameter (data=URL): papermill injects it into the
-    # notebook and its metadata, a cell prints it, another raises an error that contains it
+URL = "postgresql+psycopg://app:s3cret@db/x"  # the password arrives only as a run parameter
+
+
+def _plan_with_url(tmp_path: Path, name: str, cells: list[str]):
+    """A one-step pipeline ``name`` whose step takes ``data`` and runs ``cells`` (cells 2 on of
+    the broken-step fixture), planned with ``data=URL``."""
     nb = json.loads((FIX / "broken_step.ipynb").read_text())
     nb["cells"][1]["source"] = (
         'data: str = "sample"  # folder or URL of the contract tables\n'
         'output_dir: str = "out"  # where this step writes\n'
         'run_id: str = ""  # id of the run'
     )
-    nb["cells"][2]["source"] = 'print("connecting to", data)\ndata'
-    nb["cells"][3]["source"] = 'raise RuntimeError(f"cannot reach {data}: connection refused")'
-    (tmp_path / "leaky.ipynb").write_text(json.dumps(nb))
+    for i, src in enumerate(cells, start=2):
+        nb["cells"][i]["source"] = src
+    (tmp_path / f"{name}.ipynb").write_text(json.dumps(nb))
     p = tmp_path / "pl.yaml"
-    p.write_text("name: lk\nsteps:\n - {name: b, notebook: leaky.ipynb}\n")
-    url = "postgresql+psycopg://app:s3cret@db/x"
-    plan = plan_run(p, {"data": url}, runs_dir=tmp_path / "runs", run_id="r", check_data=False)
+    p.write_text(f"name: {name}\nsteps:\n - {{name: b, notebook: {name}.ipynb}}\n")
+    return plan_run(p, {"data": URL}, runs_dir=tmp_path / "runs", run_id="r", check_data=False)
+
+
+def test_failure_record_masks_url_passwords(tmp_path: Path) -> None:
+    # papermill injects the URL into the notebook and its metadata, a cell prints it, another
+    # raises an error that contains it
+    plan = _plan_with_url(
+        tmp_path,
+        "lk",
+        [
+            'print("connecting to", data)\ndata',
+            'raise RuntimeError(f"cannot reach {data}: connection refused")',
+        ],
+    )
     m = execute_plan(plan, progress=False, report=True)
     err = m["steps"][0]["error"]
     assert err["ename"] == "RuntimeError" and "app:***@db" in err["evalue"]
@@ -382,25 +397,18 @@ def test_no_password_on_disk_while_a_step_runs(tmp_path: Path) -> None:
     # papermill saves the executed copy while the step runs (at the start and around each
     # cell): a step killed half-way must not leave the injected password behind. The step
     # reads its own saved copy mid-run and records what it found.
-    nb = json.loads((FIX / "broken_step.ipynb").read_text())
-    nb["cells"][1]["source"] = (
-        'data: str = "sample"  # folder or URL of the contract tables\n'
-        'output_dir: str = "out"  # where this step writes\n'
-        'run_id: str = ""  # id of the run'
+    plan = _plan_with_url(
+        tmp_path,
+        "w",
+        [
+            'print("connecting to", data)',
+            "import pathlib\n"
+            'saved = (pathlib.Path(output_dir) / "notebooks" / "b.ipynb").read_text()\n'
+            'found = {"parameter": "app:***@db" in saved, "secret": "s3" + "cret" in saved}\n'
+            '(pathlib.Path(output_dir) / "mid_step.json").write_text(str(found))',
+            "found",
+        ],
     )
-    nb["cells"][2]["source"] = 'print("connecting to", data)'
-    nb["cells"][3]["source"] = (
-        "import pathlib\n"
-        'saved = (pathlib.Path(output_dir) / "notebooks" / "b.ipynb").read_text()\n'
-        'found = {"parameter": "app:***@db" in saved, "secret": "s3" + "cret" in saved}\n'
-        '(pathlib.Path(output_dir) / "mid_step.json").write_text(str(found))'
-    )
-    nb["cells"][4]["source"] = "found"
-    (tmp_path / "watch.ipynb").write_text(json.dumps(nb))
-    p = tmp_path / "pl.yaml"
-    p.write_text("name: w\nsteps:\n - {name: b, notebook: watch.ipynb}\n")
-    url = "postgresql+psycopg://app:s3cret@db/x"
-    plan = plan_run(p, {"data": url}, runs_dir=tmp_path / "runs", run_id="r", check_data=False)
     m = execute_plan(plan, progress=False, report=False)
     assert m["status"] == "ok"
     run_dir = tmp_path / "runs" / "w" / "r"
