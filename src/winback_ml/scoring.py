@@ -411,18 +411,18 @@ def build_plan(
 
 
 def _playbook_prior(cfg: BusinessConfig) -> dict[str, str]:
-    """Reason -> incentive offer type of the configured playbook (plain messages excluded)."""
+    """Reason -> offer type of the configured playbook's effect claims (``is_response_prior``).
+
+    Incentive offers are claims; a plain message is one only where the entry says so
+    (the default playbook's ``accidental``).
+    """
     try:
         from winback_ml.cohort.playbook import load_playbook
 
         pb = load_playbook(cfg)
     except (ImportError, WinbackError):  # pragma: no cover - depends on the cohort stage
         return {}
-    return {
-        r: e.offer.offer_type
-        for r, e in pb.entries.items()
-        if e.offer.offer_type != "none" and e.contact
-    }
+    return {r: e.offer.offer_type for r, e in pb.entries.items() if e.is_response_prior}
 
 
 def _leave_all_alone(cohort: pd.DataFrame, p_base: np.ndarray, ltv_fn: Any) -> pd.DataFrame:

@@ -40,6 +40,45 @@ def test_seed_offers_per_reason():
         assert playbook_offer(reason) in catalog
 
 
+def test_response_priors_of_the_playbook():
+    """Incentive pairs are effect claims; a plain message only where the entry says so."""
+    from winback_ml.scoring import _playbook_prior
+
+    # the interview seed: misclassified (accidental) cancels "convert at 60 %+ when reached"
+    assert playbook_offer("accidental") == Offer("none")
+    assert DEFAULT_PLAYBOOK["accidental"].is_response_prior
+    assert not DEFAULT_PLAYBOOK["unused"].is_response_prior  # the no-incentive default
+    assert DEFAULT_PLAYBOOK["too_expensive"].is_response_prior
+    prior = _playbook_prior(load_config(None))
+    assert prior["accidental"] == "none"
+    assert prior["payment_failed"] == "resume_billing"
+    assert prior["contract_ended"] == "early_renewal"
+    assert "unused" not in prior and "other" not in prior
+    # a configured offer drops the default's claim unless restated; a reason not contacted
+    # claims nothing; a plain message can be marked as a claim
+    cfg = load_config(
+        {
+            "playbook": {
+                "reasons": {
+                    "accidental": {"offer_type": "resume_billing"},
+                    "too_expensive": {"contact": False},
+                    "low_quality": {"response_prior": True},
+                    "switched_service": {"response_prior": False},
+                }
+            }
+        }
+    )
+    prior = _playbook_prior(cfg)
+    assert prior["accidental"] == "resume_billing"
+    assert "too_expensive" not in prior
+    assert prior["low_quality"] == "none"
+    assert "switched_service" not in prior
+    pb = load_playbook(
+        {"playbook": {"reasons": {"accidental": {"offer_type": "none", "response_prior": False}}}}
+    )
+    assert not pb.entries["accidental"].is_response_prior
+
+
 def test_policy_picks_consented_channels_and_skips_lost():
     df = _frame(
         [
@@ -161,6 +200,7 @@ def test_configured_playbook():
         ({"offers": {}}, "unknown key"),
         ("discount everyone", "must be a mapping"),
         ({"reasons": {"unused": {"contact": "no"}}}, "true or false"),
+        ({"reasons": {"unused": {"response_prior": "yes"}}}, "response_prior"),
     ],
 )
 def test_bad_playbook_config_is_refused(playbook, match):

@@ -11,7 +11,7 @@ Default playbook
 reason             offer                          why
 ================== ============================== ==========================================
 payment_failed     resume_billing                 involuntary: they never chose to leave
-accidental         resume_billing                 they did not mean to cancel
+accidental         none (plain message)           seed: misclassified cancels convert when reached
 contract_ended     early_renewal 15 % x 12 months seed: early-bird renewal incentive
 missing_features   feature_trial                  seed: a trial of the missing modules
 too_expensive      discount 20 % x 3 months       seed: discount code for price-sensitive
@@ -45,6 +45,11 @@ Configuration (key ``playbook:`` of the business config YAML)
         too_expensive: {offer_type: discount, discount_pct: 30, discount_months: 3}
         unused: {contact: false}
         payment_failed: {channels: [sms, email]}
+        switched_service: {offer_type: none, response_prior: true}  # a claim about the effect
+
+``response_prior`` (default: true for an incentive offer, false for a plain
+message) marks the entries that the offer-response model takes as a prior
+on the reason x offer effect (a log lift that the campaign data override).
 """
 
 from __future__ import annotations
@@ -91,17 +96,37 @@ POLICY_COLUMNS = [
 
 @dataclass(frozen=True)
 class PlaybookEntry:
-    """What to do for one reason: the offer, channel preference, and whether to contact."""
+    """What to do for one reason: the offer, channel preference, and whether to contact.
+
+    ``response_prior`` says whether the entry is also a claim about the offer's *effect*,
+    which the offer-response model takes as a prior (a log lift the campaign data can
+    override; see :attr:`is_response_prior`). ``None`` (default): an incentive offer is
+    such a claim, a plain message is not (it is the no-incentive default of its reason).
+    """
 
     offer: Offer
     channels: tuple[str, ...] | None = None  # None = the playbook's default preference
     contact: bool = True
     why: str = ""
+    response_prior: bool | None = None
+
+    @property
+    def is_response_prior(self) -> bool:
+        """True when the response model should treat this reason -> offer pair as a prior."""
+        if not self.contact:
+            return False
+        if self.response_prior is not None:
+            return self.response_prior
+        return self.offer.offer_type != "none"
 
 
 DEFAULT_PLAYBOOK: dict[str, PlaybookEntry] = {
     "payment_failed": PlaybookEntry(Offer("resume_billing"), why="involuntary: resume billing"),
-    "accidental": PlaybookEntry(Offer("resume_billing"), why="did not mean to cancel"),
+    # the interview seed: "misclassified cancellations (by accident, billing confusion) convert
+    # at 60 %+ when reached": reaching them is the lever, so the plain message is an effect claim
+    "accidental": PlaybookEntry(
+        Offer("none"), why="misclassified: convert when reached", response_prior=True
+    ),
     "contract_ended": PlaybookEntry(
         Offer("early_renewal", 15.0, 12), why="early-bird renewal incentive"
     ),
@@ -181,11 +206,18 @@ def load_playbook(config: BusinessConfig | Mapping[str, Any] | str | None = None
             )
         if not isinstance(spec, Mapping):
             raise ConfigError(f"The config key '{key}' must be a mapping. Got {spec!r} instead.")
-        bad = set(spec) - {"offer_type", "discount_pct", "discount_months", "channels", "contact"}
+        bad = set(spec) - {
+            "offer_type",
+            "discount_pct",
+            "discount_months",
+            "channels",
+            "contact",
+            "response_prior",
+        }
         if bad:
             raise ConfigError(
                 f"The config key '{key}' has unknown key(s) {sorted(bad)}. Use offer_type, "
-                "discount_pct, discount_months, channels, contact."
+                "discount_pct, discount_months, channels, contact, response_prior."
             )
         e = entries[reason]
         if "offer_type" in spec:
@@ -208,7 +240,10 @@ def load_playbook(config: BusinessConfig | Mapping[str, Any] | str | None = None
                     f"The config key '{key}' is a discount with discount_pct 0. Give a depth "
                     "above 0 or use offer_type 'none'."
                 )
-            e = replace(e, offer=Offer(ot, float(pct), int(mon)), why="configured")
+            # a new offer drops the default's effect claim unless response_prior restates it
+            e = replace(
+                e, offer=Offer(ot, float(pct), int(mon)), why="configured", response_prior=None
+            )
         if "channels" in spec:
             e = replace(e, channels=_channels(spec["channels"], f"{key}.channels"))
         if "contact" in spec:
@@ -218,6 +253,13 @@ def load_playbook(config: BusinessConfig | Mapping[str, Any] | str | None = None
                     f"Got {spec['contact']!r} instead."
                 )
             e = replace(e, contact=spec["contact"])
+        if "response_prior" in spec:
+            if not isinstance(spec["response_prior"], bool):
+                raise ConfigError(
+                    f"The config key '{key}.response_prior' must be true or false. "
+                    f"Got {spec['response_prior']!r} instead."
+                )
+            e = replace(e, response_prior=spec["response_prior"])
         entries[reason] = e
     return Playbook(entries=entries, channels=channels, skip_segments=tuple(skip))
 
