@@ -29,6 +29,16 @@ model's reason probabilities (``p_<reason>``, what the product knows of the
 reason), with the true latent traits; then the same with the response traits
 (price sensitivity, deal seeking, feature need, affinity), the channel reach,
 or both replaced by their cohort means (no per-customer knowledge of them).
+``observables_posterior`` is the bound that matters for the goal: the traits
+are what the product's data can tell about them. Each trait is regressed
+(gradient boosting, fitted on the campaign history's customers outside the
+cohort, one row per customer) on the response model's covariates
+(:data:`~winback_ml.models.uplift_offer.Z_FEATURES`) and the leading reason
+probabilities; each cohort customer's posterior is the joint true traits of
+the ``POSTERIOR_DRAWS`` history customers nearest in predicted traits, and
+the offer maximises the true profit averaged over those draws and the
+reasons. No policy built on the same observables can expect more than
+this, up to the approximation of the posterior.
 The gap between these bounds and the policy is what the response model
 loses; the gap between the bounds and 1 is what the missing knowledge costs.
 
@@ -54,7 +64,16 @@ from winback_ml.config import load_config
 from winback_ml.data.synthetic import make_world
 from winback_ml.scoring import BLANKET_OFFER, _first_consented, build_plan, policy_frame
 
-__all__ = ["LEVERS", "reason_quality", "run_seed", "decompose", "bounds", "levers", "main"]
+__all__ = [
+    "LEVERS",
+    "POSTERIOR_DRAWS",
+    "reason_quality",
+    "run_seed",
+    "decompose",
+    "bounds",
+    "levers",
+    "main",
+]
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_policy.json"
 
@@ -286,6 +305,38 @@ _RESPONSE_TRAITS = ("price_sensitivity", "deal_seeker", "feature_need", "affinit
 _REACH_TRAITS = ("resp_email", "resp_sms", "resp_in_app")
 
 
+#: History customers drawn as one cohort customer's trait posterior (``observables_posterior``).
+POSTERIOR_DRAWS = 20
+#: Reason probabilities that join the covariates as predictors of the traits.
+_POSTERIOR_REASONS = ("p_too_expensive", "p_missing_features", "p_unused", "p_contract_ended")
+
+
+def _trait_posterior_draws(T, plan, ids: np.ndarray, k: int = POSTERIOR_DRAWS) -> list[dict]:
+    """``k`` joint draws of the response traits per cohort customer given the observables."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.neighbors import NearestNeighbors
+
+    from winback_ml.models.uplift_offer import Z_FEATURES
+
+    cols = list(Z_FEATURES) + list(_POSTERIOR_REASONS)
+    tf = plan.training
+    ref = tf[~tf["customer_id"].isin(set(ids))].drop_duplicates("customer_id")
+    lat_ref = T._latents(T._cust_idx(ref["customer_id"].to_numpy()))
+    x_ref = ref[cols].to_numpy(float)
+    x_coh = plan.features[cols].to_numpy(float)
+    pred_ref, pred_coh = [], []
+    for t in _RESPONSE_TRAITS:
+        m = HistGradientBoostingRegressor(
+            max_iter=150, learning_rate=0.05, min_samples_leaf=40, random_state=0
+        ).fit(x_ref, lat_ref[t])
+        pred_ref.append(m.predict(x_ref))
+        pred_coh.append(m.predict(x_coh))
+    pr, pc = np.column_stack(pred_ref), np.column_stack(pred_coh)
+    sd = np.where(pr.std(axis=0) > 0, pr.std(axis=0), 1.0)
+    nbr = NearestNeighbors(n_neighbors=k).fit(pr / sd).kneighbors(pc / sd, return_distance=False)
+    return [{t: lat_ref[t][nbr[:, j]] for t in _RESPONSE_TRAITS} for j in range(k)]
+
+
 def bounds(w, plan, cfg) -> dict[str, float]:
     """True-mechanism policies with the reason known only as the model's probabilities (/ oracle).
 
@@ -310,21 +361,24 @@ def bounds(w, plan, cfg) -> dict[str, float]:
     oracle = float(np.maximum(true_eip.max(axis=1), 0.0).sum())
     rows = np.arange(len(ids))
 
-    def value(averaged: tuple[str, ...]) -> float:
-        lat = dict(ctx["L"])
-        for k in averaged:
-            lat[k] = np.full(len(ids), float(np.mean(lat[k])))
+    def value(averaged: tuple[str, ...] = (), draws: list[dict] | None = None) -> float:
         exp_eip = np.zeros_like(true_eip)
-        for k, r in enumerate(REASONS):
-            c = {**ctx, "resp": {}, "L": lat, "reason": np.full(len(ids), TRUE_REASONS.index(r))}
-            for j, (o, ch) in enumerate(combos):
-                exp_eip[:, j] += probs[:, k] * np.nan_to_num(T._eip_from(c, o, ch)["eip"])
+        for d in draws or [{}]:
+            lat = {**ctx["L"], **d}
+            for k in averaged:
+                lat[k] = np.full(len(ids), float(np.mean(lat[k])))
+            for k, r in enumerate(REASONS):
+                reason = np.full(len(ids), TRUE_REASONS.index(r))
+                c = {**ctx, "resp": {}, "L": lat, "reason": reason}
+                for j, (o, ch) in enumerate(combos):
+                    exp_eip[:, j] += probs[:, k] * np.nan_to_num(T._eip_from(c, o, ch)["eip"])
         pick = exp_eip.argmax(axis=1)
         got = np.where(exp_eip[rows, pick] > 0, true_eip[rows, pick], 0.0)
         return round(float(np.where(np.isfinite(got), got, 0.0).sum()) / oracle, 4)
 
     return {
         "reasons_as_probabilities": value(()),
+        "observables_posterior": value(draws=_trait_posterior_draws(T, plan, ids)),
         "no_response_traits": value(_RESPONSE_TRAITS),
         "no_reach": value(_REACH_TRAITS),
         "neither": value(_RESPONSE_TRAITS + _REACH_TRAITS),
