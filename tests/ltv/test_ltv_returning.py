@@ -100,7 +100,8 @@ def test_no_discount_history_is_a_stated_prior():
     s = PostReturnSurvival().fit(_simulate_tenures(500, 0.1, 3))
     assert s.bump_.ratio == 1.0 and s.bump_.source.startswith("prior")
     empty = PostReturnSurvival(prior_hazard=0.2).fit(_simulate_tenures(5, 0.1, 4))
-    assert empty.source_.startswith("prior") and np.allclose(empty.hazard_, 0.2)
+    assert empty.sources_["month"].startswith("prior") and np.allclose(empty.hazard_, 0.2)
+    assert "prior" in empty.source_
 
 
 def test_expected_ltv_closed_form():
