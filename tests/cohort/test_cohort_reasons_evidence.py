@@ -47,6 +47,42 @@ def test_trace_features_count_tickets_within_a_day_after_the_request(tiny):
     assert len(no_req) and (no_req.filter(like="_trace") == 0).all().all()
 
 
+def test_refund_at_cancel_marks_a_refund_between_the_request_and_the_end(tiny):
+    """c1 asks to cancel on 2025-04-20 and ends 2025-05-01; c3 asks on 06-10, ends 06-20."""
+    ev = tiny["events"]
+    row = ev.iloc[[0]].copy()
+    refunds = []
+    for cust, sub, t in (
+        ("c1", "s1", "2025-04-21"),
+        ("c3", "s4", "2025-05-20"),  # weeks before c3's second request
+        ("c3", "s4", "2025-06-25"),  # after its end
+    ):
+        r = row.copy()
+        r["event_id"] = f"rf_{cust}"
+        r["customer_id"], r["subscription_id"] = cust, sub
+        r["event_type"], r["occurred_at"] = "refunded", pd.Timestamp(t)
+        r["amount"], r["cancel_reason"] = -29.0, None
+        refunds.append(r)
+    tiny["events"] = pd.concat([ev, *refunds], ignore_index=True)
+    f = reason_features(tiny, as_of=AS_OF).set_index("lapse_id")
+    assert f.loc["c1#1", "refund_at_cancel"] == 1.0  # a day after the request
+    assert f.loc["c3#2", "refund_at_cancel"] == 0.0  # before the request, or after the end
+    assert f["refund_at_cancel"].sum() == 1.0
+
+
+def test_refund_at_cancel_is_the_mark_of_accidental_cancels(world_data, world):
+    """In the world, most accidental cancels (and only they) get their last payment back."""
+    eps = build_lapse_episodes(world_data, world.end)
+    f = reason_features(world_data, eps, world.end)
+    truth = world.truth.episodes.set_index("subscription_id")
+    true = truth.loc[eps.loc[f.index, "subscription_id"].to_numpy(), "true_reason"].to_numpy()
+    has = f["refund_at_cancel"].to_numpy() == 1.0
+    acc = true == "accidental"
+    assert has.sum() >= 5
+    assert (true[has] == "accidental").all()  # precision 1
+    assert 0.3 <= has[acc].mean() <= 0.9  # the world refunds 60 % of them (with a request)
+
+
 # ------------------------------------------------------------------ label noise (EM)
 
 _TRUE = ("too_expensive", "unused", "missing_features", "other")

@@ -161,6 +161,7 @@ NUMERIC_FEATURES: list[str] = [
     "last_paid_ratio",
     "min_paid_ratio",
     "discounted_at_end",
+    "refund_at_cancel",
     *_REQUEST_FEATURES,
 ]
 CATEGORICAL_FEATURES: list[str] = [
@@ -349,9 +350,33 @@ def _request_features(
 
 
 def _payment_features(eps: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """Paid amounts relative to the list price during the spell (discounts show here)."""
+    """Paid amounts relative to the list price during the spell (discounts show here).
+
+    ``refund_at_cancel`` is 1 when the subscription got a refund from 2 days
+    before the cancel request (21 days before the end when none was recorded)
+    to the end: money given back as the customer leaves, the mark of a
+    cancellation by mistake or billing confusion.
+    """
     out = pd.DataFrame(1.0, index=eps.index, columns=["last_paid_ratio", "min_paid_ratio"])
     out["discounted_at_end"] = 0.0
+    out["refund_at_cancel"] = 0.0
+    ref = events.loc[events["event_type"] == "refunded", ["subscription_id", "occurred_at"]]
+    if len(ref) and len(eps):
+        end = eps["ended_at"]
+        req = eps["cancel_requested_at"] if "cancel_requested_at" in eps.columns else None
+        anchor = end - 21 * _DAY if req is None else req.fillna(end - 21 * _DAY)
+        anchor = anchor.where(anchor <= end, end)
+        k = pd.DataFrame(
+            {
+                "subscription_id": eps["subscription_id"].to_numpy(),
+                "lo": (anchor - 2 * _DAY).to_numpy(),
+                "hi": end.to_numpy(),
+                "_i": np.arange(len(eps)),
+            }
+        )
+        r = k.merge(ref, on="subscription_id")
+        r = r[(r["occurred_at"] >= r["lo"]) & (r["occurred_at"] <= r["hi"])]
+        out.iloc[np.unique(r["_i"].to_numpy()), out.columns.get_loc("refund_at_cancel")] = 1.0
     pay = events.loc[
         events["event_type"].isin(("subscribed", "renewed", "reactivated", "payment_recovered"))
         & events["amount"].notna(),
