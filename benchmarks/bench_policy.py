@@ -30,7 +30,7 @@ reason), with the true latent traits; then the same with the response traits
 (price sensitivity, deal seeking, feature need, affinity), the channel reach,
 or both replaced by their cohort means (no per-customer knowledge of them).
 ``observables_posterior`` is the bound that matters for the goal: the traits
-are what the product's data can tell about them. Each trait is regressed
+(response and reach) are what the product's data can tell about them. Each trait is regressed
 (gradient boosting, fitted on the campaign history's customers outside the
 cohort, one row per customer) on the response model's covariates
 (:data:`~winback_ml.models.uplift_offer.Z_FEATURES`) and the leading reason
@@ -312,7 +312,7 @@ _POSTERIOR_REASONS = ("p_too_expensive", "p_missing_features", "p_unused", "p_co
 
 
 def _trait_posterior_draws(T, plan, ids: np.ndarray, k: int = POSTERIOR_DRAWS) -> list[dict]:
-    """``k`` joint draws of the response traits per cohort customer given the observables."""
+    """``k`` joint draws of the response and reach traits per cohort customer given the observables."""
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.neighbors import NearestNeighbors
 
@@ -324,8 +324,9 @@ def _trait_posterior_draws(T, plan, ids: np.ndarray, k: int = POSTERIOR_DRAWS) -
     lat_ref = T._latents(T._cust_idx(ref["customer_id"].to_numpy()))
     x_ref = ref[cols].to_numpy(float)
     x_coh = plan.features[cols].to_numpy(float)
+    traits = _RESPONSE_TRAITS + _REACH_TRAITS
     pred_ref, pred_coh = [], []
-    for t in _RESPONSE_TRAITS:
+    for t in traits:
         m = HistGradientBoostingRegressor(
             max_iter=150, learning_rate=0.05, min_samples_leaf=40, random_state=0
         ).fit(x_ref, lat_ref[t])
@@ -334,7 +335,7 @@ def _trait_posterior_draws(T, plan, ids: np.ndarray, k: int = POSTERIOR_DRAWS) -
     pr, pc = np.column_stack(pred_ref), np.column_stack(pred_coh)
     sd = np.where(pr.std(axis=0) > 0, pr.std(axis=0), 1.0)
     nbr = NearestNeighbors(n_neighbors=k).fit(pr / sd).kneighbors(pc / sd, return_distance=False)
-    return [{t: lat_ref[t][nbr[:, j]] for t in _RESPONSE_TRAITS} for j in range(k)]
+    return [{t: lat_ref[t][nbr[:, j]] for t in traits} for j in range(k)]
 
 
 def bounds(w, plan, cfg) -> dict[str, float]:
