@@ -265,7 +265,8 @@ def build_plan(
         notes.append(
             f"discount-end churn multiplier measured from {b.exposed} discount returns: "
             f"{b.ratio:.2f} (95 % CI {b.ci_low:.2f}-{b.ci_high:.2f}; {b.observed} observed vs "
-            f"{b.expected:.1f} expected)."
+            f"{b.expected:.1f} expected); applied as an excess cumulative hazard of "
+            f"{b.excess_hazard:.3f} at the renewal where the discount ends."
         )
     else:
         notes.append(f"discount-end churn multiplier: {b.source}; 1.0 assumed.")
