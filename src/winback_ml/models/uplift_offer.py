@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from winback_ml.cohort.reasons import REASON_EVIDENCE
+from winback_ml.cohort.reasons import LABEL_NOISE, REASON_EVIDENCE
 from winback_ml.config import Offer
 from winback_ml.data.contract import CANCEL_REASONS, CHANNELS
 from winback_ml.exceptions import ConfigError, ModelError, NotFittedError
@@ -117,8 +117,9 @@ _APP_SOURCES = ("app_store", "google_play")
 
 
 #: Prior share of stated (voluntary) reasons that are wrong: cancel-flow answers are quick
-#: clicks, and a wrong one is most often ``other``. See :func:`reason_posterior`.
-MISREPORT_PRIOR = 0.1
+#: clicks, and a wrong one is most often ``other``. See :func:`reason_posterior`. The same
+#: quantity as the reason classifier's label noise, so one constant holds it.
+MISREPORT_PRIOR = LABEL_NOISE
 
 
 def reason_posterior(
