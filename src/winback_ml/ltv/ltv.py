@@ -32,13 +32,15 @@
 * The end of a discount may raise churn. It is *measured* from history,
   pooled over the billing intervals: among customers who came back on a
   discount in a past campaign and were observed up to the renewal where the
-  discount ends (month ``discount_months`` for monthly, the next multiple of
+  discount ends (a yearly customer who leaves mid-year counts at the next
+  renewal, as in the baseline) (month ``discount_months`` for monthly, the next multiple of
   12 for yearly), observed over expected departures there (expected = the
   stratum's baseline hazard at that renewal, pooled for monthly over the
   month before, of and after to damp noise), with an exact Poisson interval
   (``bump_``). It enters the survival as an *excess cumulative hazard*
-  ``bump_.excess_hazard = log(sum(1 - h_i) / (exposed - observed))`` at that
-  renewal, ``h -> 1 - (1 - h) exp(-excess)``: a cause of leaving of its own,
+  ``bump_.excess_hazard = max(0, log(sum(1 - h_i) / (exposed - observed)))``
+  at that renewal (fewer departures than expected read as noise, never as a
+  discount that keeps customers after it ends), ``h -> 1 - (1 - h) exp(-excess)``: a cause of leaving of its own,
   added to the interval's hazard (for a constant monthly hazard this is the
   multiplier ``ratio`` exactly; a multiplier measured on monthly hazards of
   ~0.07 would not carry over to yearly renewal hazards of ~0.5). With fewer
@@ -248,7 +250,7 @@ class PostReturnSurvival:
         Customers back on a discount needed to measure the discount-end bump.
     prior_hazard : float
         Monthly hazard used when there are no past returns at all (a stated
-        fallback: ``source_`` starts with ``"prior"``).
+        fallback: ``sources_[interval]`` starts with ``"prior"``).
     min_stratum_at_risk : int
         A billing interval gets its own curve when at least this many of its
         past returns were observed through its first renewal (month 1 for
@@ -316,6 +318,11 @@ class PostReturnSurvival:
             followed a discount offer of a past campaign. They are left out of
             the baseline and used to measure the discount-end bump.
         """
+        if int(self.max_months) < 12:
+            raise ModelError(
+                f"PostReturnSurvival(max_months={self.max_months}) keeps no yearly renewal. "
+                "Fix: use max_months of at least 12 (default 120)."
+            )
         t = tenures.copy()
         t["billing_interval"] = billing_intervals(t, "the post-return tenures").to_numpy()
         t["discount_months"] = 0
@@ -417,9 +424,19 @@ class PostReturnSurvival:
         if len(disc):
             b = disc["billing_interval"].to_numpy(object)
             e = self._end_month(disc["discount_months"].to_numpy(int), b)
-            exposed = (disc["months"].to_numpy() >= e) & (e <= M)
+            ev_all = disc["lapsed_again"].to_numpy(bool)
+            # the renewal month of the end, or of the last renewal passed: the same step the
+            # baseline counts (a yearly customer who leaves mid-year leaves at the renewal)
+            reach = np.zeros(len(disc), int)
+            for name, period in BILLING_INTERVAL_MONTHS.items():
+                k = b == name
+                if k.any():
+                    steps = _renewal_steps(disc["months"].to_numpy()[k], ev_all[k], period)
+                    reach[k] = steps * period
+            exposed = (reach >= e) & (e <= M)
         else:
             exposed = np.zeros(0, bool)
+            reach = np.zeros(0, int)
         n_exp = int(exposed.sum())
         if n_exp < self.min_bump_exposure:
             return BumpEstimate(
@@ -429,13 +446,12 @@ class PostReturnSurvival:
         b = dd["billing_interval"].to_numpy(object)
         e = e[exposed]
         ev = dd["lapsed_again"].to_numpy(bool)
-        left_at = np.empty(len(dd), int)
+        left_at = reach[exposed]
         hs = np.empty(len(dd))
-        for name, period in BILLING_INTERVAL_MONTHS.items():
+        for name in BILLING_INTERVAL_MONTHS:
             k = b == name
             if not k.any():
                 continue
-            left_at[k] = _renewal_steps(dd["months"].to_numpy()[k], ev[k], period) * period
             sm = self.smoothed_hazards_[name]
             hs[k] = np.where(np.isfinite(sm[e[k] - 1]), sm[e[k] - 1], self.hazards_[name][e[k] - 1])
         obs = int(((left_at == e) & ev).sum())
@@ -447,6 +463,9 @@ class PostReturnSurvival:
         # excess cumulative hazard x with sum_i 1 - (1 - h_i) exp(-x) = observed
         stay = float(np.sum(1.0 - np.minimum(hs, 1.0)))
         excess = math.log(stay / (n_exp - obs)) if 0 < n_exp - obs and stay > 0 else np.inf
+        # the end of a discount may raise churn; fewer departures than expected are noise, not
+        # a discount that keeps customers after it ends: no negative excess
+        excess = max(0.0, excess)
         return BumpEstimate(
             float(ratio), float(lo), float(hi), obs, exp_, n_exp, "measured", float(excess)
         )
@@ -573,6 +592,8 @@ def expected_ltv(
     disc_pct, disc_m = 0.0, 0
     if offer is not None and offer.offer_type in _DISCOUNT_TYPES:
         disc_pct, disc_m = offer.effective_discount_pct, int(offer.discount_months)
+        if offer.offer_type == "free_month":
+            disc_m = max(disc_m, 1)  # a free month is at least one month (as the world bills it)
     rate = _discount_factor(H, cfg.annual_discount_rate)
     interval = billing_intervals(customers)
     factor = pd.Series(0.0, index=customers.index)
