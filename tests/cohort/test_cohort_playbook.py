@@ -77,6 +77,9 @@ def test_response_priors_of_the_playbook():
         {"playbook": {"reasons": {"accidental": {"offer_type": "none", "response_prior": False}}}}
     )
     assert not pb.entries["accidental"].is_response_prior
+    # spelling out the default offer keeps the default's claim
+    pb = load_playbook({"playbook": {"reasons": {"accidental": {"offer_type": "none"}}}})
+    assert pb.entries["accidental"].is_response_prior
 
 
 def test_policy_picks_consented_channels_and_skips_lost():
@@ -201,6 +204,10 @@ def test_configured_playbook():
         ("discount everyone", "must be a mapping"),
         ({"reasons": {"unused": {"contact": "no"}}}, "true or false"),
         ({"reasons": {"unused": {"response_prior": "yes"}}}, "response_prior"),
+        (
+            {"reasons": {"too_expensive": {"contact": False, "response_prior": True}}},
+            "contact false",
+        ),
     ],
 )
 def test_bad_playbook_config_is_refused(playbook, match):

@@ -47,9 +47,12 @@ Configuration (key ``playbook:`` of the business config YAML)
         payment_failed: {channels: [sms, email]}
         switched_service: {offer_type: none, response_prior: true}  # a claim about the effect
 
-``response_prior`` (default: true for an incentive offer, false for a plain
-message) marks the entries that the offer-response model takes as a prior
-on the reason x offer effect (a log lift that the campaign data override).
+``response_prior`` marks the entries that the offer-response model takes as
+a prior on the reason x offer effect (a log lift that the campaign data
+override). When not set: true for an incentive offer, false for a plain
+message; the default ``accidental`` entry sets it true for its plain
+message. Configuring a different offer for a reason drops the default's
+setting (restate it to keep it); spelling out the same offer keeps it.
 """
 
 from __future__ import annotations
@@ -240,10 +243,11 @@ def load_playbook(config: BusinessConfig | Mapping[str, Any] | str | None = None
                     f"The config key '{key}' is a discount with discount_pct 0. Give a depth "
                     "above 0 or use offer_type 'none'."
                 )
-            # a new offer drops the default's effect claim unless response_prior restates it
-            e = replace(
-                e, offer=Offer(ot, float(pct), int(mon)), why="configured", response_prior=None
-            )
+            # a different offer drops the default's effect claim unless response_prior restates
+            # it; the same offer spelled out keeps it
+            new = Offer(ot, float(pct), int(mon))
+            keep = e.response_prior if new == e.offer else None
+            e = replace(e, offer=new, why="configured", response_prior=keep)
         if "channels" in spec:
             e = replace(e, channels=_channels(spec["channels"], f"{key}.channels"))
         if "contact" in spec:
@@ -260,6 +264,12 @@ def load_playbook(config: BusinessConfig | Mapping[str, Any] | str | None = None
                     f"Got {spec['response_prior']!r} instead."
                 )
             e = replace(e, response_prior=spec["response_prior"])
+        if e.response_prior and not e.contact:
+            raise ConfigError(
+                f"The config key '{key}' sets response_prior true and contact false: a reason "
+                "that is never contacted makes no claim about an offer's effect. Fix: drop "
+                "response_prior or set contact true."
+            )
         entries[reason] = e
     return Playbook(entries=entries, channels=channels, skip_segments=tuple(skip))
 
