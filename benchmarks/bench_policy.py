@@ -344,9 +344,14 @@ def bounds(w, plan, cfg) -> dict[str, float]:
     Diagnostic: for every catalog offer x channel, the true expected incremental
     profit of each customer under each reason, averaged with the plan's
     ``p_<reason>``; the best positive one is chosen and valued under the true
-    reason. ``no_response_traits`` / ``no_reach`` / ``neither`` replace those
-    latent traits by their cohort mean when choosing (consent stays known).
-    Budgets and cost caps are not applied (the default config has none).
+    reason. ``observables_posterior`` averages over draws of the response and
+    reach traits given the observables (:func:`_trait_posterior_draws`);
+    ``no_response_traits`` / ``no_reach`` / ``neither`` replace those latent
+    traits by their cohort mean when choosing (consent stays known). The LTV
+    by offer is recomputed with the drawn or averaged traits (price
+    sensitivity and deal seeking drive churn after the return); ``p0`` (no
+    contact) stays the truth's. Budgets and cost caps are not applied (the
+    default config has none).
     """
     from winback_ml.data.truth import TRUE_REASONS
     from winback_ml.models.uplift_offer import REASONS
@@ -362,15 +367,24 @@ def bounds(w, plan, cfg) -> dict[str, float]:
     oracle = float(np.maximum(true_eip.max(axis=1), 0.0).sum())
     rows = np.arange(len(ids))
 
+    def ltv_with(lat: dict) -> dict:
+        """The LTV of every offer already valued, with the latents ``lat`` instead of the true."""
+        T._latents = lambda cidx: lat  # the instance attribute shadows the method
+        try:
+            return {key: T._ltv_idx(ctx["cidx"], *key, *ctx["args"]) for key in ctx["ltv"]}
+        finally:
+            del T._latents
+
     def value(averaged: tuple[str, ...] = (), draws: list[dict] | None = None) -> float:
         exp_eip = np.zeros_like(true_eip)
         for d in draws or [{}]:
             lat = {**ctx["L"], **d}
             for k in averaged:
                 lat[k] = np.full(len(ids), float(np.mean(lat[k])))
+            ltv = ltv_with(lat) if (d or averaged) else ctx["ltv"]
             for k, r in enumerate(REASONS):
                 reason = np.full(len(ids), TRUE_REASONS.index(r))
-                c = {**ctx, "resp": {}, "L": lat, "reason": reason}
+                c = {**ctx, "resp": {}, "L": lat, "reason": reason, "ltv": ltv}
                 for j, (o, ch) in enumerate(combos):
                     exp_eip[:, j] += probs[:, k] * np.nan_to_num(T._eip_from(c, o, ch)["eip"])
         pick = exp_eip.argmax(axis=1)
