@@ -250,20 +250,14 @@ def load_playbook(config: BusinessConfig | Mapping[str, Any] | str | None = None
             e = replace(e, offer=new, why="configured", response_prior=keep)
         if "channels" in spec:
             e = replace(e, channels=_channels(spec["channels"], f"{key}.channels"))
-        if "contact" in spec:
-            if not isinstance(spec["contact"], bool):
-                raise ConfigError(
-                    f"The config key '{key}.contact' must be true or false. "
-                    f"Got {spec['contact']!r} instead."
-                )
-            e = replace(e, contact=spec["contact"])
-        if "response_prior" in spec:
-            if not isinstance(spec["response_prior"], bool):
-                raise ConfigError(
-                    f"The config key '{key}.response_prior' must be true or false. "
-                    f"Got {spec['response_prior']!r} instead."
-                )
-            e = replace(e, response_prior=spec["response_prior"])
+        for flag in ("contact", "response_prior"):
+            if flag in spec:
+                if not isinstance(spec[flag], bool):
+                    raise ConfigError(
+                        f"The config key '{key}.{flag}' must be true or false. "
+                        f"Got {spec[flag]!r} instead."
+                    )
+                e = replace(e, **{flag: spec[flag]})
         if e.response_prior and not e.contact:
             raise ConfigError(
                 f"The config key '{key}' sets response_prior true and contact false: a reason "
