@@ -32,16 +32,16 @@
 * The end of a discount may raise churn. It is *measured* from history,
   pooled over the billing intervals: among customers who came back on a
   discount in a past campaign and were observed up to the renewal where the
-  discount ends (a yearly customer who leaves mid-year counts at the next
-  renewal, as in the baseline) (month ``discount_months`` for monthly, the next multiple of
-  12 for yearly), observed over expected departures there (expected = the
+  discount ends (month ``discount_months`` for monthly, the next multiple of
+  12 for yearly; a yearly customer who leaves mid-year counts at the next
+  renewal, as in the baseline), observed over expected departures there (expected = the
   stratum's baseline hazard at that renewal, pooled for monthly over the
   month before, of and after to damp noise), with an exact Poisson interval
   (``bump_``). It enters the survival as an *excess cumulative hazard*
   ``bump_.excess_hazard = max(0, log(sum(1 - h_i) / (exposed - observed)))``
   at that renewal (fewer departures than expected read as noise, never as a
-  discount that keeps customers after it ends), ``h -> 1 - (1 - h) exp(-excess)``: a cause of leaving of its own,
-  added to the interval's hazard (for a constant monthly hazard this is the
+  discount that keeps customers after it ends), ``h -> 1 - (1 - h) exp(-excess)``:
+  a cause of leaving of its own, added to the interval's hazard (for a constant monthly hazard this is the
   multiplier ``ratio`` exactly; a multiplier measured on monthly hazards of
   ~0.07 would not carry over to yearly renewal hazards of ~0.5). With fewer
   than ``min_bump_exposure`` exposed customers the bump is 1.0 (no excess)
