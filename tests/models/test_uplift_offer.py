@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import approx_fprime
 
 from winback_ml.config import Offer
-from winback_ml.exceptions import ModelError, NotFittedError
+from winback_ml.exceptions import ConfigError, ModelError, NotFittedError
 from winback_ml.models.uplift_offer import REASONS, Z_FEATURES, StructuredOfferResponseModel
 
 ARMS = [  # offer_type, pct, months
@@ -90,9 +90,16 @@ def fitted(sim):
     return StructuredOfferResponseModel(penalty_reason=0.5).fit(sim, sim["p0"].to_numpy())
 
 
-@pytest.mark.parametrize("calibrate_base", [True, False])
-def test_gradient_is_exact(sim, calibrate_base):
-    m = StructuredOfferResponseModel(calibrate_base=calibrate_base)
+@pytest.mark.parametrize(
+    "calibrate_base, type_covariates",
+    [
+        (True, None),
+        (False, None),
+        (True, {"feature_trial": ("feature_requests",), "discount": ("coupon", "log_mrr")}),
+    ],
+)
+def test_gradient_is_exact(sim, calibrate_base, type_covariates):
+    m = StructuredOfferResponseModel(calibrate_base=calibrate_base, type_covariates=type_covariates)
     tr = sim.head(3000).copy() if calibrate_base else sim[~sim["is_control"]].head(3000).copy()
     rng = np.random.default_rng(1)
     for c in Z_FEATURES[4:]:  # the behaviour covariates, random here
@@ -224,3 +231,46 @@ def test_control_arms_recalibrate_a_biased_base_model(sim):
     # (measured: +41 % uplift, 0.066 vs 0.047; with it 0.049)
     p_off = off.predict_return_probability(test, o, "email", 0.5 * test["p0"].to_numpy())
     assert np.mean(p_off - 0.5 * test["p0"]) > 1.25 * np.mean(true_up)
+
+
+def test_a_type_specific_covariate_effect_is_recovered():
+    """Feature requests lift only the feature trial (x exp(0.6 z)): the deviation finds it."""
+    f = _simulate(30000, 7)
+    rng = np.random.default_rng(7)
+    fr = rng.normal(size=len(f))
+    f["feature_requests"] = fr
+    lift = np.where(f["offer_type"].to_numpy() == "feature_trial", np.exp(0.6 * fr), 1.0)
+    v = f["v"].to_numpy() * lift
+    p = 1 - (1 - f["p0"].to_numpy()) * np.exp(-v)
+    f["reactivated"] = (rng.random(len(f)) < p).astype(int)
+    z = ("log_mrr", "feature_requests")
+    p0 = f["p0"].to_numpy()
+    m = StructuredOfferResponseModel(penalty_reason=0.5, z_features=z).fit(f, p0)
+    s = m._slices()
+    delta = m.theta_[s["delta"]]
+    beta = m.theta_[s["beta"]].reshape(m._nG, m._nZ)[:, 1]  # feature requests per group
+    assert delta.shape == (1,)
+    assert 0.35 < delta[0] + beta[-1] < 0.8  # the trial's own effect (group "other")
+    assert abs(beta[-1]) < 0.2  # the plain message, in the same group, is not moved
+
+    # without the deviation the group's one coefficient moves the plain message too
+    m0 = StructuredOfferResponseModel(penalty_reason=0.5, z_features=z, type_covariates=None)
+    m0.fit(f, p0)
+    hi = f.assign(feature_requests=2.0).head(500)
+    lo = f.assign(feature_requests=-2.0).head(500)
+
+    def gap(model, offer):
+        a = model.predict_return_probability(hi, offer, "email", p0[:500])
+        b = model.predict_return_probability(lo, offer, "email", p0[:500])
+        return float(np.mean(a - b))
+
+    plain, trial = Offer("none"), Offer("feature_trial")
+    assert gap(m, trial) > 0.05
+    assert abs(gap(m, plain)) < 0.5 * abs(gap(m0, plain))
+
+
+def test_type_covariates_name_a_known_offer_type(sim):
+    with pytest.raises(ConfigError, match="type_covariates"):
+        StructuredOfferResponseModel(type_covariates={"bribe": ("log_mrr",)}).fit(
+            sim.head(2000), sim["p0"].to_numpy()[:2000]
+        )

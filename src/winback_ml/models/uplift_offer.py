@@ -35,7 +35,9 @@ structure that generalises across discount depths and lengths:
   would tell channels apart;
 * ``gamma``: decay of the response with the days lapsed; ``beta_g . z``:
   covariate effects (standardised), one vector per group of
-  :data:`BETA_GROUPS` (offers that cut the price; the rest). ``z``
+  :data:`BETA_GROUPS` (offers that cut the price; the rest), plus a
+  deviation per offer type for the covariates of :data:`TYPE_COVARIATES`
+  (feature requests for the feature trial). ``z``
   (:data:`Z_FEATURES`): log MRR, yearly plan, coupon-site acquisition,
   earlier returns, basic tier, and behaviour read from the lapse's reason
   features (dated at or before its end): log active minutes per session
@@ -70,6 +72,7 @@ __all__ = [
     "OFFER_TYPES_CONTACT",
     "Z_FEATURES",
     "BETA_GROUPS",
+    "TYPE_COVARIATES",
     "StructuredOfferResponseModel",
     "MISREPORT_PRIOR",
     "behaviour_rows",
@@ -95,6 +98,13 @@ OFFER_TYPES_CONTACT: tuple[str, ...] = (
 #: 20k worlds, seeds 1-3: policy / oracle 0.887 with these two groups, 0.868 with the feature
 #: trial as a third group, 0.858 with early renewal among the price offers, 0.832 per type.
 BETA_GROUPS: dict[str, str] = {"discount": "price", "free_month": "price"}
+#: Covariates whose effect on one offer type may deviate from its group's (one coefficient
+#: each, shrunk to 0 like the others): feature requests show feature need, which moves the
+#: feature trial (the seed's "missing features -> a trial of those modules") and nothing
+#: else of the "other" group. As a covariate group of its own the trial lost the shared
+#: effects (20k seeds 1-3: 0.879-0.916 against 0.896-0.919); as one deviation it gains
+#: 0 to +0.6 points on eight worlds (docs/economics.md, session 4).
+TYPE_COVARIATES: dict[str, tuple[str, ...]] = {"feature_trial": ("feature_requests",)}
 Z_FEATURES: tuple[str, ...] = (
     "log_mrr",
     "yearly",
@@ -592,6 +602,12 @@ class StructuredOfferResponseModel:
     beta_groups : dict offer type -> group name, optional
         Offer types sharing covariate effects (default :data:`BETA_GROUPS`);
         types not named form one more group.
+    type_covariates : dict offer type -> covariate names, optional
+        Covariates whose effect on that offer type may deviate from its
+        group's: one coefficient each, added to the group's and shrunk to 0
+        with ``penalty_beta`` (default :data:`TYPE_COVARIATES`: feature
+        requests for the feature trial). A name that is not among
+        ``z_features`` is skipped; none with ``beta_by_type``.
     """
 
     def __init__(
@@ -610,6 +626,7 @@ class StructuredOfferResponseModel:
         dose_prior: tuple[float, float] = (20.0, 2.0),
         penalty_dose: float = 2.0,
         beta_groups: dict[str, str] | None = None,
+        type_covariates: dict[str, tuple[str, ...]] | None = TYPE_COVARIATES,
     ) -> None:
         self.penalty_reason = penalty_reason
         self.penalty_beta = penalty_beta
@@ -625,6 +642,7 @@ class StructuredOfferResponseModel:
         self.dose_prior = dose_prior
         self.penalty_dose = penalty_dose
         self.beta_groups = beta_groups
+        self.type_covariates = type_covariates
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {
@@ -642,6 +660,7 @@ class StructuredOfferResponseModel:
             "dose_prior": self.dose_prior,
             "penalty_dose": self.penalty_dose,
             "beta_groups": self.beta_groups,
+            "type_covariates": self.type_covariates,
         }
 
     def set_params(self, **params: Any) -> StructuredOfferResponseModel:
@@ -675,6 +694,24 @@ class StructuredOfferResponseModel:
     def _nG(self) -> int:
         return int(self._group_of_type().max()) + 1
 
+    def _type_cov(self) -> list[tuple[int, int]]:
+        """(offer type index, covariate index) of each type-specific deviation."""
+        out = []
+        if self.beta_by_type:  # every type has its own vector already
+            return out
+        for t, cols in (self.type_covariates or {}).items():
+            if t not in OFFER_TYPES_CONTACT:
+                raise ConfigError(
+                    f"type_covariates names the offer type {t!r}. Fix: use one of "
+                    f"{list(OFFER_TYPES_CONTACT)}."
+                )
+            for c in cols:
+                if c not in self._zcols:
+                    # a covariate left out of z_features has no deviation either
+                    continue
+                out.append((list(OFFER_TYPES_CONTACT).index(t), list(self._zcols).index(c)))
+        return out
+
     def _group(self, X: dict[str, np.ndarray]) -> np.ndarray:
         return self._group_of_type()[X["t"]]
 
@@ -688,6 +725,7 @@ class StructuredOfferResponseModel:
             ("rho", 4),
             ("gamma", 1),
             ("beta", self._nG * nZ),
+            ("delta", len(self._type_cov())),
             ("c", (1 + nZ) if self.calibrate_base else 0),
         ]
         out, i = {}, 0
@@ -764,6 +802,9 @@ class StructuredOfferResponseModel:
         )
         g = self._group(X)
         lin = -gamma * X["d"] + np.einsum("ij,ij->i", z, beta[g])
+        delta = theta[s["delta"]]
+        for k, (ti, ci) in enumerate(self._type_cov()):
+            lin = lin + (X["t"] == ti) * z[:, ci] * delta[k]
         E = np.exp(np.clip(lin, -30, 30))
         v = reach * S * D * E * X["treated"]
         return dict(
@@ -857,6 +898,10 @@ class StructuredOfferResponseModel:
             if m.any():
                 gbeta[gi] = (wv[m, None] * z[m]).sum(axis=0)
         grad[s["beta"]] = gbeta.ravel()
+        gd = np.zeros(len(self._type_cov()))
+        for k, (ti, ci) in enumerate(self._type_cov()):
+            gd[k] = np.sum(wv * (X["t"] == ti) * z[:, ci])
+        grad[s["delta"]] = gd
         # penalties: b shrinks to its prior (0, or prior_log_lift for a prior pair);
         # the reach of e-mail, SMS and in-app (for app customers) shrink to their mean
         b = theta[s["b"]] - self._b_prior()
@@ -882,6 +927,9 @@ class StructuredOfferResponseModel:
         )
         grad[s["b"]] += 2 * self.penalty_reason * b
         grad[s["beta"]] += 2 * self.penalty_beta * beta
+        dl = theta[s["delta"]]
+        pen += self.penalty_beta * np.sum(dl**2)
+        grad[s["delta"]] += 2 * self.penalty_beta * dl
         grad[s["gamma"]] += 2 * self.penalty_beta * gam
         grad[s["a"]] += 0.02 * theta[s["a"]]
         # the dose-response scales shrink (log scale) towards the prior depth / length scales
