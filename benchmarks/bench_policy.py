@@ -369,11 +369,7 @@ def bounds(w, plan, cfg) -> dict[str, float]:
 
     def ltv_with(lat: dict) -> dict:
         """The LTV of every offer already valued, with the latents ``lat`` instead of the true."""
-        T._latents = lambda cidx: lat  # the instance attribute shadows the method
-        try:
-            return {key: T._ltv_idx(ctx["cidx"], *key, *ctx["args"]) for key in ctx["ltv"]}
-        finally:
-            del T._latents
+        return {key: T._ltv_idx(ctx["cidx"], *key, *ctx["args"], latents=lat) for key in ctx["ltv"]}
 
     def value(averaged: tuple[str, ...] = (), draws: list[dict] | None = None) -> float:
         exp_eip = np.zeros_like(true_eip)

@@ -858,9 +858,11 @@ class WorldTruth:
         horizon_months: int,
         margin: float,
         rate: float,
+        latents: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
+        """LTV of ``cidx`` back on the offer; ``latents`` replaces their true traits (diagnostics)."""
         P = self.params
-        L = self._latents(cidx)
+        L = self._latents(cidx) if latents is None else latents
         n = len(cidx)
         im = L["interval_months"]
         pfp = L["payment_fail_prob"]
