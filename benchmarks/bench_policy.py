@@ -42,9 +42,18 @@ this, up to the approximation of the posterior.
 The gap between these bounds and the policy is what the response model
 loses; the gap between the bounds and 1 is what the missing knowledge costs.
 
+With ``--history-shares`` it draws the learning curve of the response model
+(a diagnostic): the model is refitted on a random share of the campaign
+history's customers (every assignment of a drawn customer is kept; draws
+``--history-repeats`` times per share, seeded), everything else of the plan
+unchanged, and the policy valued under the truth. A curve that still climbs at
+share 1 says the policy is limited by how much campaign history there is,
+not by what the data could tell with more of it.
+
 Usage::
 
     python benchmarks/bench_policy.py --seeds 1 2 3 --customers 20000 [--decompose] [--bounds]
+        [--history-shares 0.5 0.8 1] [--history-repeats 2]
 """
 
 from __future__ import annotations
@@ -72,6 +81,7 @@ __all__ = [
     "decompose",
     "bounds",
     "levers",
+    "history_curve",
     "main",
 ]
 
@@ -130,6 +140,8 @@ def run_seed(
     lever: dict | None = None,
     with_bounds: bool = False,
     world=None,
+    history_shares: tuple[float, ...] = (),
+    history_repeats: int = 2,
 ) -> dict:
     """One world: the four policies' exact expected incremental profit and the ratios."""
     cfg = load_config(config)
@@ -168,6 +180,8 @@ def run_seed(
     extra = {"decomposition": decompose(w, plan, cfg)} if decompose_gap else {}
     if with_bounds:
         extra["bounds"] = bounds(w, plan, cfg)
+    if history_shares:
+        extra["history_curve"] = history_curve(w, plan, cfg, history_shares, history_repeats)
     return {
         **extra,
         "seed": seed,
@@ -199,6 +213,54 @@ def run_seed(
         },
         "notes": plan.notes,
     }
+
+
+def history_curve(
+    w, plan, cfg, shares: tuple[float, ...], repeats: int = 2, seed: int = 0
+) -> dict[str, dict]:
+    """Policy / oracle with the response model refitted on a share of the campaign history.
+
+    For each share in ``shares`` (0 < share <= 1) and each of ``repeats``
+    draws, a random subset of that share of the history's customers is kept
+    with all their assignments (share 1 keeps everything: one fit, the
+    plan's own model refitted) and the response model is refitted with the
+    plan's parameters; the rest of the plan (cohort, reasons, ``p0``, LTV)
+    is unchanged. Returns ``{share: {"values": [...], "mean": m}}``.
+    """
+    from winback_ml.models.uplift_offer import StructuredOfferResponseModel
+    from winback_ml.offers.optimizer import optimize_offers
+
+    T, as_of, coh = w.truth, w.end, plan.cohort
+    ids = coh["customer_id"].to_numpy()
+    v_oracle = T.policy_value(T.oracle_policy(ids, as_of, cfg), as_of, cfg)
+    tf, p0_tr, F = plan.training, np.asarray(plan.p0_train, dtype=float), plan.features
+    params = plan.models["response"].get_params()
+    cust = tf["customer_id"].to_numpy()
+    uniq = np.unique(cust)
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict] = {}
+    for share in shares:
+        if not 0.0 < float(share) <= 1.0:
+            raise ValueError(f"history shares must be in (0, 1]; got {share!r}.")
+        values = []
+        for _ in range(1 if share >= 1.0 else int(repeats)):
+            keep = np.isin(cust, rng.choice(uniq, int(round(share * len(uniq))), replace=False))
+            m = StructuredOfferResponseModel(**params).fit(
+                tf[keep].reset_index(drop=True), p0_tr[keep]
+            )
+            p_opt = np.clip(m.expected_base_probability(F, plan.p_base_model), 0.0, 1.0)
+
+            def rf(c, offer, ch, m=m):
+                return m.predict_return_probability(F, offer, ch, plan.p_base_model)
+
+            pol = optimize_offers(coh, p_opt, plan.ltv_fn, rf, cfg)
+            values.append(round(T.policy_value(pol, as_of, cfg) / v_oracle, 4))
+        out[f"{float(share):g}"] = {
+            "values": values,
+            "mean": round(float(np.mean(values)), 4),
+            "assignments": int(round(share * len(tf))),
+        }
+    return out
 
 
 def decompose(w, plan, cfg) -> dict[str, float]:
@@ -419,6 +481,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--levers", action="store_true", help="the reason levers one at a time (LEVERS) instead"
     )
+    ap.add_argument(
+        "--history-shares",
+        type=float,
+        nargs="+",
+        default=[],
+        help="also the response model refitted on these shares of the campaign history",
+    )
+    ap.add_argument("--history-repeats", type=int, default=2, help="draws per share below 1")
     a = ap.parse_args(argv)
     if a.levers:
         res_l = {
@@ -442,11 +512,20 @@ def main(argv: list[str] | None = None) -> dict:
         return res_l
     runs = []
     for s in a.seeds:
-        r = run_seed(s, a.customers, decompose_gap=a.decompose, with_bounds=a.bounds)
+        r = run_seed(
+            s,
+            a.customers,
+            decompose_gap=a.decompose,
+            with_bounds=a.bounds,
+            history_shares=tuple(a.history_shares),
+            history_repeats=a.history_repeats,
+        )
         if a.decompose:
             print(f"seed {s}: decomposition (policy / oracle): {r['decomposition']}", flush=True)
         if a.bounds:
             print(f"seed {s}: bounds (/ oracle): {r['bounds']}", flush=True)
+        if a.history_shares:
+            print(f"seed {s}: history curve (/ oracle): {r['history_curve']}", flush=True)
         runs.append(r)
         q = r["ratios"]
         print(
