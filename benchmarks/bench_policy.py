@@ -225,7 +225,8 @@ def history_curve(
     with all their assignments (share 1 keeps everything: one fit, the
     plan's own model refitted) and the response model is refitted with the
     plan's parameters; the rest of the plan (cohort, reasons, ``p0``, LTV)
-    is unchanged. Returns ``{share: {"values": [...], "mean": m}}``.
+    is unchanged. Returns ``{share: {"values": [...], "mean": m, "assignments": [...]}}``
+    (the policy / oracle of each draw, their mean, and the assignments each draw kept).
     """
     from winback_ml.models.uplift_offer import StructuredOfferResponseModel
     from winback_ml.offers.optimizer import optimize_offers
@@ -238,13 +239,15 @@ def history_curve(
     cust = tf["customer_id"].to_numpy()
     uniq = np.unique(cust)
     rng = np.random.default_rng(seed)
+    bad = [s for s in shares if not 0.0 < float(s) <= 1.0]
+    if bad:
+        raise ValueError(f"history shares must be in (0, 1]; got {bad!r}.")
     out: dict[str, dict] = {}
     for share in shares:
-        if not 0.0 < float(share) <= 1.0:
-            raise ValueError(f"history shares must be in (0, 1]; got {share!r}.")
-        values = []
+        values, kept = [], []
         for _ in range(1 if share >= 1.0 else int(repeats)):
             keep = np.isin(cust, rng.choice(uniq, int(round(share * len(uniq))), replace=False))
+            kept.append(int(keep.sum()))
             m = StructuredOfferResponseModel(**params).fit(
                 tf[keep].reset_index(drop=True), p0_tr[keep]
             )
@@ -258,7 +261,7 @@ def history_curve(
         out[f"{float(share):g}"] = {
             "values": values,
             "mean": round(float(np.mean(values)), 4),
-            "assignments": int(round(share * len(tf))),
+            "assignments": kept,
         }
     return out
 
